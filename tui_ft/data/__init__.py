@@ -1,0 +1,1 @@
+"""Datasets, prompt styles, tokenization and batches: plain engine code, no UI."""

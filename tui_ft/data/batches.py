@@ -1,0 +1,143 @@
+"""From rendered records to training tensors. Each example is its GPT-2 tokens plus
+<|endoftext|>; `labels[i]` is the token to predict after `input_ids[:i + 1]`, or -100
+where nothing is learned (the last position, padding, and, with prompt masking,
+every token of the prompt). Batches are padded to their longest sequence."""
+
+from __future__ import annotations
+
+import bisect
+import random
+from dataclasses import dataclass
+from typing import Sequence
+
+from .records import Record
+from .styles import Rendered, Style
+from .tokenizer import EOT_ID, encode, token_bytes
+
+IGNORE_INDEX = -100
+GPT2_CONTEXT = 1024
+
+
+@dataclass(frozen=True)
+class Example:
+    input_ids: tuple[int, ...]
+    labels: tuple[int, ...]
+    # Length before truncation (end-of-text included), and whether it was cut.
+    full_length: int
+
+    @property
+    def truncated(self) -> bool:
+        return self.full_length > len(self.input_ids)
+
+    @property
+    def n_targets(self) -> int:
+        return sum(1 for t in self.labels if t != IGNORE_INDEX)
+
+
+def trainable_tokens(text: str, ids: Sequence[int],
+                     spans: Sequence[tuple[int, int]]) -> list[bool]:
+    """For each token of `text`, whether it starts inside one of the character spans.
+    Offsets are compared in UTF-8 bytes, since a token may hold part of a character."""
+    byte_spans = []
+    for start, end in spans:
+        b0 = len(text[:start].encode("utf-8"))
+        byte_spans.append((b0, b0 + len(text[start:end].encode("utf-8"))))
+    starts = [s for s, _ in byte_spans]
+    flags = []
+    pos = 0
+    for piece in token_bytes(list(ids)):
+        k = bisect.bisect_right(starts, pos) - 1
+        flags.append(k >= 0 and byte_spans[k][0] <= pos < byte_spans[k][1])
+        pos += len(piece)
+    return flags
+
+
+def encode_rendered(rendered: Rendered, *, mask_prompt: bool = False,
+                    max_length: int = GPT2_CONTEXT) -> Example:
+    if max_length < 2:
+        raise ValueError(f"max_length must be at least 2, got {max_length}")
+    ids = encode(rendered.text)
+    if mask_prompt:
+        trainable = trainable_tokens(rendered.text, ids, rendered.answer_spans)
+    else:
+        trainable = [True] * len(ids)
+    ids.append(EOT_ID)
+    trainable.append(True)  # the model must learn to stop
+    full = len(ids)
+    # Labels are the inputs shifted by one; truncation keeps the real next token
+    # as the last label, as a causal LM sees it.
+    labels = [ids[i + 1] if trainable[i + 1] else IGNORE_INDEX for i in range(full - 1)]
+    labels.append(IGNORE_INDEX)
+    return Example(tuple(ids[:max_length]), tuple(labels[:max_length]), full)
+
+
+def encode_record(record: Record, style: Style, *, mask_prompt: bool = False,
+                  max_length: int = GPT2_CONTEXT) -> Example:
+    return encode_rendered(style.render(record), mask_prompt=mask_prompt,
+                           max_length=max_length)
+
+
+def encode_records(records: Sequence[Record], style: Style, *, mask_prompt: bool = False,
+                   max_length: int = GPT2_CONTEXT) -> list[Example]:
+    return [encode_record(r, style, mask_prompt=mask_prompt, max_length=max_length)
+            for r in records]
+
+
+def pad_batch(examples: Sequence[Example], pad_id: int = EOT_ID,
+              ignore_index: int = IGNORE_INDEX) -> tuple[list[list[int]], list[list[int]]]:
+    """Pad to the longest example of the batch: inputs with end-of-text, labels with
+    -100 (so every padding target after the real end-of-text is ignored)."""
+    if not examples:
+        raise ValueError("cannot pad an empty batch")
+    width = max(len(e.input_ids) for e in examples)
+    inputs = [list(e.input_ids) + [pad_id] * (width - len(e.input_ids)) for e in examples]
+    labels = [list(e.labels) + [ignore_index] * (width - len(e.labels)) for e in examples]
+    return inputs, labels
+
+
+def collate(examples: Sequence[Example], *, pad_id: int = EOT_ID, device=None,
+            pin_memory: bool = False) -> dict:
+    """Tensors for one batch: `input_ids` and `labels` (long, batch x longest), and
+    `lengths` (the unpadded length of each row)."""
+    import torch
+
+    inputs, labels = pad_batch(examples, pad_id)
+    batch = {
+        "input_ids": torch.tensor(inputs, dtype=torch.long),
+        "labels": torch.tensor(labels, dtype=torch.long),
+        "lengths": torch.tensor([len(e.input_ids) for e in examples], dtype=torch.long),
+    }
+    if pin_memory:
+        batch = {k: v.pin_memory() for k, v in batch.items()}
+    if device is not None:
+        batch = {k: v.to(device, non_blocking=pin_memory) for k, v in batch.items()}
+    return batch
+
+
+def batch_order(lengths: Sequence[int], batch_size: int, *, seed: int, epoch: int = 0,
+                shuffle: bool = True, group_by_length: bool = False,
+                drop_last: bool = False, megabatch_factor: int = 50) -> list[list[int]]:
+    """The indices of each batch of one epoch, fixed by (seed, epoch).
+
+    With `group_by_length`, a shuffled order is cut into megabatches of
+    `batch_size * megabatch_factor` sorted by length, so each batch holds similar
+    lengths (less padding) while the epoch stays random; the batch with the longest
+    example comes first, so an out-of-memory shows at the first step."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    order = list(range(len(lengths)))
+    rng = random.Random(seed * 1_000_003 + epoch)
+    if shuffle or group_by_length:
+        rng.shuffle(order)
+    if group_by_length:
+        size = batch_size * megabatch_factor
+        megas = [sorted(order[i:i + size], key=lambda j: -lengths[j])
+                 for i in range(0, len(order), size)]
+        order = [j for mega in megas for j in mega]
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    if drop_last and batches and len(batches[-1]) < batch_size:
+        batches.pop()
+    if group_by_length and batches:
+        longest = max(range(len(batches)), key=lambda b: max(lengths[j] for j in batches[b]))
+        batches[0], batches[longest] = batches[longest], batches[0]
+    return batches

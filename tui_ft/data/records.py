@@ -1,0 +1,429 @@
+"""Read instruction data: a JSON list or JSONL of Alpaca records (instruction, input,
+output) or chat records (messages). JSONL is indexed lazily by byte offset, so a
+million-record file opens at once; every bad record becomes a located error while
+the good ones still load."""
+
+from __future__ import annotations
+
+import array
+import dataclasses
+import hashlib
+import json
+import mmap
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from ..errors import DatasetError
+
+ROLES = ("system", "user", "assistant")
+JSONL_SUFFIXES = (".jsonl", ".ndjson")
+
+
+@dataclass(frozen=True)
+class Message:
+    role: str
+    content: str
+
+
+@dataclass(frozen=True)
+class Record:
+    """One instruction example. Alpaca records keep their three fields; chat records
+    keep their messages and expose the last exchange through the same fields, so that
+    lists, previews and grading treat both kinds alike."""
+
+    id: str
+    instruction: str
+    input: str
+    output: str
+    messages: tuple[Message, ...] | None = None
+    # The key the split is derived from: the explicit id, or a hash of the content
+    # (so that exact duplicates always land in the same split).
+    split_key: str = ""
+    # True when the record had no `id` and `id` was derived from its content.
+    derived_id: bool = False
+
+    @property
+    def kind(self) -> str:
+        return "alpaca" if self.messages is None else "chat"
+
+    def to_dict(self) -> dict:
+        if self.messages is None:
+            return {"id": self.id, "instruction": self.instruction, "input": self.input,
+                    "output": self.output}
+        return {"id": self.id,
+                "messages": [{"role": m.role, "content": m.content} for m in self.messages]}
+
+
+@dataclass(frozen=True)
+class RecordError:
+    """A record that could not be used, with where it is and why."""
+
+    path: str
+    message: str
+    line: int | None = None  # 1-based line in a JSONL file
+    index: int | None = None  # 0-based position in a JSON list
+
+    @property
+    def where(self) -> str:
+        if self.line is not None:
+            return f"{self.path}:{self.line}"
+        return f"{self.path}[{self.index}]"
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+    def to_dict(self) -> dict:
+        key = "line" if self.line is not None else "index"
+        return {key: self.line if self.line is not None else self.index, "message": self.message}
+
+
+class InvalidRecord(ValueError):
+    """Raised by `parse_record` with the reason a record cannot be used."""
+
+
+def _describe(value: object) -> str:
+    if value is None:
+        return "null"
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string",
+            list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+
+
+def _string_field(obj: dict, key: str, *, required: bool) -> str:
+    if key not in obj or (obj[key] is None and not required):
+        if required:
+            raise InvalidRecord(f"missing field '{key}'")
+        return ""
+    value = obj[key]
+    if not isinstance(value, str):
+        raise InvalidRecord(f"field '{key}' must be a string, not {_describe(value)}")
+    return value
+
+
+def content_key(obj: dict) -> str:
+    """A stable id derived from a record's content, for records without an `id`."""
+    if "messages" in obj:
+        payload = [[m["role"], m["content"]] for m in obj["messages"]]
+    else:
+        payload = [obj.get("instruction"), obj.get("input") or "", obj.get("output")]
+    blob = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    return "h-" + hashlib.sha1(blob.encode("utf-8")).hexdigest()[:12]
+
+
+def _parse_messages(raw: object) -> tuple[Message, ...]:
+    if not isinstance(raw, list):
+        raise InvalidRecord(f"field 'messages' must be a list, not {_describe(raw)}")
+    if not raw:
+        raise InvalidRecord("field 'messages' is empty")
+    messages = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise InvalidRecord(f"messages[{i}] must be an object, not {_describe(item)}")
+        role = item.get("role")
+        if not isinstance(role, str):
+            raise InvalidRecord(f"messages[{i}] has no string 'role'")
+        if role not in ROLES:
+            raise InvalidRecord(
+                f"messages[{i}] has unknown role '{role}' (expected system, user or assistant)")
+        content = item.get("content")
+        if not isinstance(content, str):
+            raise InvalidRecord(
+                f"messages[{i}] 'content' must be a string, not {_describe(content)}")
+        if role == "system" and i != 0:
+            raise InvalidRecord(f"messages[{i}] is a system message; only the first may be")
+        messages.append(Message(role, content))
+    if not any(m.role == "assistant" for m in messages):
+        raise InvalidRecord("chat has no assistant turn")
+    if not any(m.role == "user" for m in messages):
+        raise InvalidRecord("chat has no user turn")
+    return tuple(messages)
+
+
+def parse_record(obj: object) -> Record:
+    """Validate one decoded JSON value and turn it into a Record."""
+    if not isinstance(obj, dict):
+        raise InvalidRecord(f"record must be an object, not {_describe(obj)}")
+    raw_id = obj.get("id")
+    if raw_id is not None and (isinstance(raw_id, bool) or not isinstance(raw_id, (str, int))):
+        raise InvalidRecord(f"field 'id' must be a string or an integer, not {_describe(raw_id)}")
+    if raw_id is not None and str(raw_id).strip() == "":
+        raise InvalidRecord("field 'id' is empty")
+    if "messages" in obj:
+        messages = _parse_messages(obj["messages"])
+        last_assistant = max(i for i, m in enumerate(messages) if m.role == "assistant")
+        before = [m for m in messages[:last_assistant] if m.role == "user"]
+        instruction = before[-1].content if before else ""
+        output = messages[last_assistant].content
+        if not instruction.strip():
+            raise InvalidRecord("the user turn before the last assistant turn is empty")
+        if raw_id is None:
+            rid = content_key({"messages": [{"role": m.role, "content": m.content}
+                                            for m in messages]})
+        else:
+            rid = str(raw_id)
+        return Record(rid, instruction, "", output, messages, split_key=rid,
+                      derived_id=raw_id is None)
+    if "instruction" not in obj and "output" not in obj:
+        raise InvalidRecord(
+            "neither an Alpaca record ('instruction', 'input', 'output') "
+            "nor a chat record ('messages')")
+    instruction = _string_field(obj, "instruction", required=True)
+    if not instruction.strip():
+        raise InvalidRecord("field 'instruction' is empty")
+    input_text = _string_field(obj, "input", required=False)
+    output = _string_field(obj, "output", required=True)
+    if raw_id is None:
+        rid = content_key({"instruction": instruction, "input": input_text, "output": output})
+    else:
+        rid = str(raw_id)
+    return Record(rid, instruction, input_text, output, None, split_key=rid,
+                  derived_id=raw_id is None)
+
+
+@dataclass
+class ScanResult:
+    """Every entry of a dataset, checked: the good records and the located errors."""
+
+    records: list[Record]
+    errors: list[RecordError]
+    # Location (line or index) of each good record, parallel to `records`.
+    locations: list[int] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return len(self.records) + len(self.errors)
+
+
+def _strip_bom(data: bytes) -> bytes:
+    return data[3:] if data.startswith(b"\xef\xbb\xbf") else data
+
+
+def _line_of(data: bytes, pos: int) -> int:
+    return data.count(b"\n", 0, pos) + 1
+
+
+class Dataset:
+    """An opened dataset file. `len()` counts its entries (non-blank JSONL lines or
+    JSON list items); `get(i)` reads and checks one entry on demand; `scan()` checks
+    them all. Use as a context manager, or call `close()`."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.name = str(path)
+        self._mm: mmap.mmap | None = None
+        self._file = None
+        self._offsets = array.array("q")
+        self._items: list | None = None
+        self._line_numbers: array.array | None = None
+        self.format = ""
+        self._open()
+
+    # -- opening -----------------------------------------------------------------
+
+    def _open(self) -> None:
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            raise DatasetError(f"{self.name}: no such file") from None
+        except OSError as exc:
+            raise DatasetError(f"{self.name}: cannot read ({exc.strerror or exc})") from None
+        if self.path.is_dir():
+            raise DatasetError(f"{self.name}: is a folder, not a dataset file")
+        if size == 0:
+            raise DatasetError(f"{self.name}: the file is empty")
+        try:
+            self._file = open(self.path, "rb")
+            self._mm = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
+        except OSError as exc:
+            self.close()
+            raise DatasetError(f"{self.name}: cannot read ({exc.strerror or exc})") from None
+        head = self._mm[:4096].lstrip(b"\xef\xbb\xbf \t\r\n")
+        if not head and not self._mm[:].strip(b"\xef\xbb\xbf \t\r\n"):
+            self.close()
+            raise DatasetError(f"{self.name}: the file holds only whitespace")
+        first = head[:1]
+        suffix = self.path.suffix.lower()
+        if suffix in JSONL_SUFFIXES:
+            self._open_jsonl()
+        elif first == b"[":
+            self._open_json_list()
+        elif first == b"{":
+            # A .json file that starts with an object is either JSONL under another
+            # name, or a single JSON document of the wrong shape.
+            if not self._open_single_object():
+                self._open_jsonl()
+        else:
+            self._open_jsonl()
+        if len(self) == 0:
+            self.close()
+            raise DatasetError(f"{self.name}: holds no records")
+
+    def _open_jsonl(self) -> None:
+        self.format = "jsonl"
+        mm = self._mm
+        offsets = self._offsets
+        append = offsets.append
+        find = mm.find
+        n = len(mm)
+        pos = 0
+        line = 0
+        numbers = None  # line numbers, kept only once a blank line shifts them
+        while pos < n:
+            end = find(b"\n", pos)
+            if end < 0:
+                end = n
+            line += 1
+            length = end - pos
+            # Blank lines (and a lone "\r") are not entries.
+            if length > 1 or (length == 1 and mm[pos] != 13):
+                append(pos)
+                if numbers is not None:
+                    numbers.append(line)
+            elif numbers is None:
+                numbers = array.array("q", range(1, len(offsets) + 1))
+            pos = end + 1
+        self._line_numbers = numbers
+
+    def _open_single_object(self) -> bool:
+        data = _strip_bom(self._mm[:])
+        try:
+            value = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return False
+        if isinstance(value, dict) and data.strip().count(b"\n") == 0:
+            return False  # a one-line JSONL file
+        if isinstance(value, dict):
+            lists = [k for k, v in value.items() if isinstance(v, list)]
+            hint = f" (it has a list under '{lists[0]}'; save that list alone)" if lists else ""
+            self.close()
+            raise DatasetError(
+                f"{self.name}: the top level is an object; expected a list of records "
+                f"or one record per line (JSONL){hint}")
+        return False
+
+    def _open_json_list(self) -> None:
+        self.format = "json"
+        data = _strip_bom(self._mm[:])
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = _line_of(data, exc.start)
+            self.close()
+            raise DatasetError(
+                f"{self.name}:{line}: invalid UTF-8 (byte 0x{data[exc.start]:02x}); "
+                "save the file as UTF-8") from None
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            self.close()
+            raise DatasetError(
+                f"{self.name}:{exc.lineno}:{exc.colno}: invalid JSON ({exc.msg})") from None
+        if not isinstance(value, list):
+            self.close()
+            raise DatasetError(
+                f"{self.name}: the top level is {_describe(value)}; expected a list of records")
+        self._items = value
+        self.close()  # everything is in memory now
+
+    # -- access ------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._items) if self._items is not None else len(self._offsets)
+
+    def __enter__(self) -> "Dataset":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._mm is not None:
+            self._mm.close()
+            self._mm = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def location(self, i: int) -> int:
+        """The 1-based line (JSONL) or 0-based index (JSON list) of entry i."""
+        if self._items is not None:
+            return i
+        return self._line_numbers[i] if self._line_numbers is not None else i + 1
+
+    def _error(self, i: int, message: str) -> RecordError:
+        if self._items is not None:
+            return RecordError(self.name, message, index=i)
+        return RecordError(self.name, message, line=self.location(i))
+
+    def raw_text(self, i: int) -> str:
+        """The entry as it is in the file (for showing a bad record to the user)."""
+        if self._items is not None:
+            return json.dumps(self._items[i], ensure_ascii=False, indent=2)
+        start = self._offsets[i]
+        end = self._mm.find(b"\n", start)
+        return self._mm[start:end if end >= 0 else len(self._mm)].decode("utf-8", "replace")
+
+    def _decode(self, i: int) -> object:
+        if self._items is not None:
+            return self._items[i]
+        if self._mm is None:
+            raise DatasetError(f"{self.name}: the dataset is closed")
+        start = self._offsets[i]
+        end = self._mm.find(b"\n", start)
+        raw = self._mm[start:end if end >= 0 else len(self._mm)]
+        if start == 0:
+            raw = _strip_bom(raw)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidRecord(
+                f"invalid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})") from None
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidRecord(f"invalid JSON at column {exc.colno}: {exc.msg}") from None
+        except RecursionError:
+            raise InvalidRecord("invalid JSON: nested too deeply") from None
+
+    def get(self, i: int) -> Record | RecordError:
+        """Entry i, read and checked now."""
+        try:
+            return parse_record(self._decode(i))
+        except InvalidRecord as exc:
+            return self._error(i, str(exc))
+
+    def scan(self) -> ScanResult:
+        """Check every entry. Duplicate explicit ids are errors (grades are kept by id);
+        exact duplicate records without ids are kept, numbered apart, in one split."""
+        records: list[Record] = []
+        errors: list[RecordError] = []
+        locations: list[int] = []
+        first_seen: dict[str, int] = {}
+        repeats: dict[str, int] = {}
+        jsonl = self._items is None
+        for i in range(len(self)):
+            where = self.location(i)
+            item = self.get(i)
+            if isinstance(item, RecordError):
+                errors.append(item)
+                continue
+            if item.id in first_seen:
+                if not item.derived_id:
+                    unit = "line" if jsonl else "index"
+                    errors.append(self._error(
+                        i, f"duplicate id '{item.id}' (first at {unit} {first_seen[item.id]})"))
+                    continue
+                repeats[item.id] = repeats.get(item.id, 1) + 1
+                item = dataclasses.replace(item, id=f"{item.id}-{repeats[item.id]}")
+            else:
+                first_seen[item.id] = where
+            records.append(item)
+            locations.append(where)
+        return ScanResult(records, errors, locations)
+
+
+def load_records(path: str | os.PathLike) -> ScanResult:
+    """Open, check and close a dataset file in one call."""
+    with Dataset(path) as ds:
+        return ds.scan()

@@ -1,0 +1,27 @@
+"""Untrusted text (dataset fields, model answers, notes) made safe to show: control
+characters become visible symbols, so escape codes never reach the terminal."""
+
+from __future__ import annotations
+
+import re
+
+# C0 controls except tab and newline, DEL, and the C1 range (0x80-0x9f: 0x9b is CSI).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _picture(match: re.Match) -> str:
+    code = ord(match.group())
+    if code < 0x20:
+        return chr(0x2400 + code)  # Unicode control pictures: ESC -> U+241B
+    if code == 0x7F:
+        return "\u2421"
+    return f"<U+{code:04X}>"
+
+
+def visible(text: str, *, keep_newlines: bool = True) -> str:
+    """`text` with every control character replaced by a visible symbol. With
+    `keep_newlines` false, newlines and tabs become symbols too (for one-line views)."""
+    out = _CONTROL.sub(_picture, text)
+    if not keep_newlines:
+        out = out.replace("\n", "\u21b5").replace("\t", "\u2192")
+    return out
