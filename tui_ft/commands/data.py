@@ -4,52 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
-
-from ..data.batches import IGNORE_INDEX, encode_rendered
+from ..data.batches import IGNORE_INDEX, encode_rendered, loss_segments
 from ..data.records import Dataset, RecordError
 from ..data.split import parse_ratios, split_records
 from ..data.styles import load_styles
-from ..data.tokenizer import encode_batch, token_bytes
+from ..data.stats import length_stats, token_lengths
 from ..errors import TuiFtError
 from ..text import visible
 
 MAX_ERRORS_SHOWN = 20
-
-
-def percentile(sorted_values: list[int], q: float) -> int:
-    """Nearest-rank percentile of an ascending list (q in 0..100)."""
-    if not sorted_values:
-        raise ValueError("no values")
-    rank = max(1, -(-len(sorted_values) * q // 100))  # ceil(n * q / 100)
-    return sorted_values[int(rank) - 1]
-
-
-def median(sorted_values: list[int]) -> float:
-    n = len(sorted_values)
-    mid = n // 2
-    if n % 2:
-        return sorted_values[mid]
-    return (sorted_values[mid - 1] + sorted_values[mid]) / 2
-
-
-@dataclass
-class LengthStats:
-    min: int
-    median: float
-    p95: int
-    max: int
-
-    def to_dict(self) -> dict:
-        med = int(self.median) if float(self.median).is_integer() else self.median
-        return {"min": self.min, "median": med, "p95": self.p95, "max": self.max}
-
-
-def length_stats(lengths: list[int]) -> LengthStats | None:
-    if not lengths:
-        return None
-    ordered = sorted(lengths)
-    return LengthStats(ordered[0], median(ordered), percentile(ordered, 95), ordered[-1])
 
 
 def inspect_dataset(path: str, *, style_name: str = "alpaca", max_length: int = 1024,
@@ -60,8 +23,7 @@ def inspect_dataset(path: str, *, style_name: str = "alpaca", max_length: int = 
         scan = ds.scan()
         fmt = ds.format
     # Token lengths are those the model sees: the rendered text plus <|endoftext|>.
-    texts = [style.render(r).text for r in scan.records]
-    lengths = [len(ids) + 1 for ids in encode_batch(texts)]
+    lengths = token_lengths(scan.records, style)
     stats = length_stats(lengths)
     splits = split_records(scan.records, seed=seed, ratios=ratios)
     return {
@@ -125,28 +87,12 @@ def cmd_inspect(args) -> int:
     return 0
 
 
-def _loss_view(text: str, input_ids: list[int], labels: list[int], tty: bool) -> str:
+def _loss_view(input_ids: list[int], labels: list[int], tty: bool) -> str:
     """The tokens again, with those the model learns to predict set apart: reverse
     video on a terminal, ⟦ ⟧ brackets otherwise."""
-    # Token j is learned when it is the label of position j - 1.
-    learned = [False] + [lab != IGNORE_INDEX for lab in labels[:-1]]
     open_mark, close_mark = ("\x1b[7m", "\x1b[0m") if tty else ("\u27e6", "\u27e7")
-    out: list[str] = []
-    state = False
-    pending = b""
-    for tid, flag in zip(input_ids, learned):
-        if flag != state:
-            if pending:
-                out.append(visible(pending.decode("utf-8", "replace")))
-                pending = b""
-            out.append(open_mark if flag else close_mark)
-            state = flag
-        pending += token_bytes([tid])[0]
-    if pending:
-        out.append(visible(pending.decode("utf-8", "replace")))
-    if state:
-        out.append(close_mark)
-    return "".join(out)
+    return "".join(f"{open_mark}{visible(text)}{close_mark}" if learned else visible(text)
+                   for text, learned in loss_segments(input_ids, labels))
 
 
 def cmd_preview(args) -> int:
@@ -179,7 +125,7 @@ def cmd_preview(args) -> int:
     print(f"tokens: {len(input_ids)} (<|endoftext|> included); "
           f"learned: {n_learned} ({legend}), masked: {len(labels) - n_learned}"
           + (f"; truncated from {example.full_length}" if example.truncated else ""))
-    print(_loss_view(rendered.text, input_ids, labels, tty))
+    print(_loss_view(input_ids, labels, tty))
     return 0
 
 

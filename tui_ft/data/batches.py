@@ -83,6 +83,20 @@ def encode_records(records: Sequence[Record], style: Style, *, mask_prompt: bool
             for r in records]
 
 
+def loss_segments(input_ids: Sequence[int], labels: Sequence[int]) -> list[tuple[str, bool]]:
+    """The tokens as text runs, each marked learned (the model is trained to predict
+    it) or not. Token j is learned when it is the label of position j - 1. Runs are
+    cut only where the flag changes, so multi-byte characters stay whole."""
+    learned = [False] + [lab != IGNORE_INDEX for lab in labels[:-1]]
+    runs: list[tuple[bytes, bool]] = []
+    for piece, flag in zip(token_bytes(list(input_ids)), learned):
+        if runs and runs[-1][1] == flag:
+            runs[-1] = (runs[-1][0] + piece, flag)
+        else:
+            runs.append((piece, flag))
+    return [(raw.decode("utf-8", "replace"), flag) for raw, flag in runs]
+
+
 def pad_batch(examples: Sequence[Example], pad_id: int = EOT_ID,
               ignore_index: int = IGNORE_INDEX) -> tuple[list[list[int]], list[list[int]]]:
     """Pad to the longest example of the batch: inputs with end-of-text, labels with

@@ -13,7 +13,7 @@ import mmap
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable
 
 from ..errors import DatasetError
 
@@ -393,16 +393,22 @@ class Dataset:
         except InvalidRecord as exc:
             return self._error(i, str(exc))
 
-    def scan(self) -> ScanResult:
+    def scan(self, progress: Callable[[int, int], None] | None = None,
+             every: int = 10_000) -> ScanResult:
         """Check every entry. Duplicate explicit ids are errors (grades are kept by id);
-        exact duplicate records without ids are kept, numbered apart, in one split."""
+        exact duplicate records without ids are kept, numbered apart, in one split.
+        `progress(done, total)` is called every `every` entries; raising from it
+        abandons the scan."""
         records: list[Record] = []
         errors: list[RecordError] = []
         locations: list[int] = []
         first_seen: dict[str, int] = {}
         repeats: dict[str, int] = {}
         jsonl = self._items is None
-        for i in range(len(self)):
+        total = len(self)
+        for i in range(total):
+            if progress is not None and i % every == 0:
+                progress(i, total)
             where = self.location(i)
             item = self.get(i)
             if isinstance(item, RecordError):

@@ -1,0 +1,1 @@
+"""The Textual shell over the engine: renders engine state, sends engine commands."""

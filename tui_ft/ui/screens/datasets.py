@@ -1,0 +1,426 @@
+"""Datasets screen: open a file, page through its records, and see each one exactly
+as the model is trained on it (style, tokens, masked prompt), with load errors,
+split sizes and token-length statistics."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.suggester import Suggester
+from textual.widgets import Footer, Input, Select, Static
+from textual.worker import get_current_worker
+
+from ...data.batches import encode_record
+from ...data.records import Dataset, RecordError, ScanResult
+from ...data.split import DEFAULT_RATIOS, split_records
+from ...data.stats import length_stats, token_lengths
+from ...data.styles import StyleCatalog, load_styles
+from ...errors import TuiFtError
+from ...text import visible
+from ..widgets.prompt_preview import PromptPreview
+from ..widgets.record_list import RecordList
+
+MAX_ERRORS_LISTED = 500
+
+
+class PathSuggester(Suggester):
+    """Completes a file path from what is on disk: the first entry of the folder
+    that starts with what was typed (folders get a trailing slash)."""
+
+    def __init__(self) -> None:
+        super().__init__(use_cache=False, case_sensitive=True)
+
+    async def get_suggestion(self, value: str) -> str | None:
+        if not value:
+            return None
+        expanded = os.path.expanduser(value)
+        folder, prefix = os.path.split(expanded)
+        try:
+            names = sorted(os.listdir(folder or "."))
+        except OSError:
+            return None
+        for name in names:
+            if name.startswith(prefix) and name != prefix and not name.startswith("."):
+                full = os.path.join(folder, name)
+                suffix = "/" if os.path.isdir(full) else ""
+                return value + name[len(prefix):] + suffix
+        return None
+
+
+class DatasetOpened(Message):
+    def __init__(self, dataset: Dataset) -> None:
+        super().__init__()
+        self.dataset = dataset
+
+
+class DatasetFailed(Message):
+    def __init__(self, error: str) -> None:
+        super().__init__()
+        self.error = error
+
+
+class ScanProgressed(Message):
+    def __init__(self, done: int, total: int) -> None:
+        super().__init__()
+        self.done = done
+        self.total = total
+
+
+class ScanFinished(Message):
+    def __init__(self, dataset: Dataset, result: ScanResult) -> None:
+        super().__init__()
+        self.dataset = dataset
+        self.result = result
+
+
+class LengthsCounted(Message):
+    def __init__(self, result: ScanResult, style_name: str, lengths: list[int]) -> None:
+        super().__init__()
+        self.result = result
+        self.style_name = style_name
+        self.lengths = lengths
+
+
+class _Abandoned(Exception):
+    """The scan's worker was cancelled (another file was opened)."""
+
+
+class DatasetsScreen(Screen):
+    BINDINGS = [
+        Binding("o", "open_file", "Open"),
+        Binding("s", "next_style", "Style"),
+        Binding("m", "toggle_mask", "Mask prompt"),
+        Binding("e", "toggle_errors", "Errors"),
+        Binding("h", "toggle_histogram", "Histogram"),
+        Binding("escape", "focus_list", "Records", show=False),
+    ]
+    DEFAULT_CSS = """
+    DatasetsScreen #dataset-bar {
+        height: 1;
+    }
+    DatasetsScreen #dataset-path {
+        width: 1fr;
+        height: 1;
+        border: none;
+        padding: 0 1;
+    }
+    DatasetsScreen #style-select {
+        width: 20;
+        height: 1;
+    }
+    DatasetsScreen #style-select > SelectCurrent {
+        border: none;
+        padding: 0 1;
+        height: 1;
+    }
+    DatasetsScreen #dataset-main {
+        height: 1fr;
+    }
+    DatasetsScreen #record-list {
+        width: 2fr;
+        border: round $panel-lighten-2;
+    }
+    DatasetsScreen #record-list:focus {
+        border: round $primary;
+    }
+    DatasetsScreen #prompt-preview {
+        width: 3fr;
+        border: round $panel-lighten-2;
+    }
+    DatasetsScreen #prompt-preview:focus {
+        border: round $primary;
+    }
+    DatasetsScreen #side-panel {
+        width: 3fr;
+        display: none;
+        border: round $warning;
+    }
+    DatasetsScreen #side-panel.shown {
+        display: block;
+    }
+    DatasetsScreen #dataset-info {
+        height: auto;
+        max-height: 2;
+        padding: 0 1;
+        color: $text-muted;
+    }
+    """
+
+    def __init__(self, dataset_path: Path | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.dataset_path = dataset_path
+        self.dataset: Dataset | None = None
+        self.scan: ScanResult | None = None
+        self.lengths: list[int] = []
+        self.catalog: StyleCatalog = load_styles()
+        self.style_name = "alpaca"
+        self.mask_prompt = False
+        self.max_length = 1024
+        self.seed = 123
+        self.ratios = DEFAULT_RATIOS
+        self.load_error: str | None = None
+        self.side = ""  # "", "errors" or "histogram"
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="dataset-bar"):
+            yield Input(str(self.dataset_path or ""), placeholder="dataset file (.json, .jsonl)",
+                        id="dataset-path", suggester=PathSuggester())
+            yield Select([(n, n) for n in self.catalog.names()], value=self.style_name,
+                         allow_blank=False, id="style-select")
+        with Horizontal(id="dataset-main"):
+            yield RecordList(id="record-list")
+            yield PromptPreview(id="prompt-preview")
+            with Vertical(id="side-panel"):
+                with VerticalScroll(id="side-scroll"):
+                    yield Static(id="side-body", markup=False)
+        yield Static(id="dataset-info", markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#record-list").border_title = "records"
+        self.query_one("#prompt-preview").border_title = "preview"
+        self._warm_tokenizer()
+        if self.dataset_path is not None:
+            self.open_dataset(self.dataset_path)
+        self.query_one(RecordList).focus()
+        for error in self.catalog.errors:
+            self.notify(visible(error), title="style file skipped", severity="warning")
+
+    # -- loading ---------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="tokenizer", exit_on_error=False)
+    def _warm_tokenizer(self) -> None:
+        # Built once per process (~0.1 s); doing it here keeps it off the first frame.
+        from ...data.tokenizer import gpt2_encoding
+
+        gpt2_encoding()
+
+    def open_dataset(self, path: Path) -> None:
+        self.dataset_path = Path(path)
+        self._set_info(Text(f"opening {visible(str(path))} ..."))
+        self._open_worker(self.dataset_path)
+
+    @work(thread=True, exclusive=True, group="dataset", exit_on_error=False)
+    def _open_worker(self, path: Path) -> None:
+        worker = get_current_worker()
+        try:
+            dataset = Dataset(path)
+        except TuiFtError as exc:
+            self.post_message(DatasetFailed(str(exc)))
+            return
+        self.post_message(DatasetOpened(dataset))
+
+        def progress(done: int, total: int) -> None:
+            if worker.is_cancelled:
+                raise _Abandoned
+            self.post_message(ScanProgressed(done, total))
+
+        try:
+            result = dataset.scan(progress=progress)
+        except _Abandoned:
+            return
+        if not worker.is_cancelled:
+            self.post_message(ScanFinished(dataset, result))
+
+    @work(thread=True, exclusive=True, group="lengths", exit_on_error=False)
+    def _count_lengths(self, result: ScanResult, style_name: str) -> None:
+        lengths = token_lengths(result.records, self.catalog.get(style_name))
+        if not get_current_worker().is_cancelled:
+            self.post_message(LengthsCounted(result, style_name, lengths))
+
+    @on(DatasetOpened)
+    def _dataset_opened(self, message: DatasetOpened) -> None:
+        if self.dataset is not None and self.dataset is not message.dataset:
+            self.dataset.close()
+        self.dataset = message.dataset
+        self.scan = None
+        self.lengths = []
+        self.load_error = None
+        records = self.query_one(RecordList)
+        records.set_dataset(message.dataset)
+        records.border_title = f"records ({len(message.dataset):,})"
+        self._refresh_info()
+        self._refresh_side()
+        self.show_preview(0)
+
+    @on(DatasetFailed)
+    def _dataset_failed(self, message: DatasetFailed) -> None:
+        self.load_error = message.error
+        self._set_info(Text(visible(message.error, keep_newlines=False), style="bold red"))
+        self.query_one(PromptPreview).show_message(message.error)
+
+    @on(ScanProgressed)
+    def _scan_progressed(self, message: ScanProgressed) -> None:
+        if message.total:
+            self._set_info(Text(f"checking records: {message.done:,} of {message.total:,}"))
+
+    @on(ScanFinished)
+    def _scan_finished(self, message: ScanFinished) -> None:
+        if message.dataset is not self.dataset:
+            return
+        self.scan = message.result
+        self.lengths = []
+        self._count_lengths(message.result, self.style_name)
+        records = self.query_one(RecordList)
+        bad = len(message.result.errors)
+        records.border_title = (f"records ({len(message.result.records):,}"
+                                + (f", {bad:,} bad)" if bad else ")"))
+        self._refresh_info()
+        self._refresh_side()
+
+    @on(LengthsCounted)
+    def _lengths_counted(self, message: LengthsCounted) -> None:
+        if message.result is not self.scan or message.style_name != self.style_name:
+            return
+        self.lengths = message.lengths
+        self._refresh_info()
+        self._refresh_side()
+
+    # -- preview ---------------------------------------------------------------
+
+    @on(RecordList.Highlighted)
+    def _record_highlighted(self, message: RecordList.Highlighted) -> None:
+        self.show_preview(message.index)
+
+    def show_preview(self, index: int) -> None:
+        preview = self.query_one(PromptPreview)
+        if self.dataset is None or not 0 <= index < len(self.dataset):
+            preview.show_message("no record")
+            return
+        item = self.dataset.get(index)
+        if isinstance(item, RecordError):
+            preview.border_title = "bad record"
+            preview.show_message(f"{item}\n\n{self.dataset.raw_text(index)}")
+            return
+        style = self.catalog.get(self.style_name)
+        example = encode_record(item, style, mask_prompt=self.mask_prompt,
+                                max_length=self.max_length)
+        learned = example.n_targets
+        preview.border_title = (
+            f"{style.name} \u00b7 {len(example.input_ids)} tokens \u00b7 {learned} learned"
+            f" \u00b7 mask {'on' if self.mask_prompt else 'off'}")
+        preview.show_example(example)
+
+    # -- info and side panel -----------------------------------------------------
+
+    def _set_info(self, text: Text) -> None:
+        self.query_one("#dataset-info", Static).update(text)
+
+    def _refresh_info(self) -> None:
+        if self.dataset is None:
+            return
+        parts = [f"{self.dataset.format} \u00b7 {len(self.dataset):,} entries"]
+        if self.scan is None:
+            parts.append("checking records ...")
+        else:
+            splits = split_records(self.scan.records, seed=self.seed, ratios=self.ratios)
+            sizes = splits.sizes()
+            parts.append(f"{len(self.scan.errors):,} bad")
+            parts.append(f"train {sizes['train']:,} / val {sizes['val']:,} / "
+                         f"test {sizes['test']:,}")
+            stats = length_stats(self.lengths)
+            if not stats:
+                parts.append("counting tokens ...")
+            else:
+                truncated = sum(1 for n in self.lengths if n > self.max_length)
+                parts.append(f"tokens min {stats.min} \u00b7 median {stats.median:g} \u00b7 "
+                             f"p95 {stats.p95} \u00b7 max {stats.max} \u00b7 "
+                             f"{truncated} over {self.max_length}")
+        self._set_info(Text("  \u2502  ".join(parts)))
+
+    def _refresh_side(self) -> None:
+        panel = self.query_one("#side-panel")
+        panel.set_class(bool(self.side), "shown")
+        body = self.query_one("#side-body", Static)
+        if self.side == "errors":
+            panel.border_title = "load errors"
+            if self.scan is None:
+                body.update(Text("checking records ..."))
+            elif not self.scan.errors:
+                body.update(Text("no bad records"))
+            else:
+                errors = self.scan.errors
+                lines = [visible(str(e), keep_newlines=False) for e in errors[:MAX_ERRORS_LISTED]]
+                if len(errors) > MAX_ERRORS_LISTED:
+                    lines.append(f"... and {len(errors) - MAX_ERRORS_LISTED:,} more "
+                                 "(tui-ft data inspect --json lists all)")
+                body.update(Text("\n".join(lines)))
+        self.query_one("#side-scroll").display = self.side != "histogram"
+        if self.side == "histogram":
+            panel.border_title = f"token lengths ({self.style_name})"
+            self._show_histogram(panel)
+        else:
+            for plot in panel.query("LengthHistogram"):
+                plot.display = False
+
+    def _show_histogram(self, panel) -> None:
+        # plotext is imported only when the histogram is first shown.
+        from ..widgets.histogram import LengthHistogram
+
+        plots = panel.query(LengthHistogram)
+        if plots:
+            plot = plots.first()
+        else:
+            plot = LengthHistogram(id="length-histogram")
+            panel.mount(plot)
+        plot.display = True
+        plot.set_lengths(self.lengths, self.max_length)
+
+    # -- actions -----------------------------------------------------------------
+
+    def action_open_file(self) -> None:
+        self.query_one("#dataset-path", Input).focus()
+
+    def action_focus_list(self) -> None:
+        self.query_one(RecordList).focus()
+
+    @on(Input.Submitted, "#dataset-path")
+    def _path_submitted(self, event: Input.Submitted) -> None:
+        value = event.value.strip()
+        if value:
+            self.open_dataset(Path(os.path.expanduser(value)))
+            self.query_one(RecordList).focus()
+
+    @on(Select.Changed, "#style-select")
+    def _style_changed(self, event: Select.Changed) -> None:
+        if event.value is Select.NULL or event.value == self.style_name:
+            return
+        self.style_name = str(event.value)
+        self._restyle()
+
+    def _restyle(self) -> None:
+        self.show_preview(self.query_one(RecordList).cursor)
+        if self.scan is not None:
+            # Token lengths depend on the style: recount them.
+            self.lengths = []
+            self._refresh_info()
+            self._count_lengths(self.scan, self.style_name)
+
+    def action_next_style(self) -> None:
+        names = self.catalog.names()
+        self.query_one("#style-select", Select).value = names[
+            (names.index(self.style_name) + 1) % len(names)]
+
+    def action_toggle_mask(self) -> None:
+        self.mask_prompt = not self.mask_prompt
+        self.show_preview(self.query_one(RecordList).cursor)
+
+    def action_toggle_errors(self) -> None:
+        self.side = "" if self.side == "errors" else "errors"
+        self._refresh_side()
+
+    def action_toggle_histogram(self) -> None:
+        self.side = "" if self.side == "histogram" else "histogram"
+        self._refresh_side()
+
+    def on_unmount(self) -> None:
+        if self.dataset is not None:
+            self.dataset.close()
