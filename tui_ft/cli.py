@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tui-ft {__version__}")
     parser.add_argument("--no-mouse", action="store_true",
                         help="TUI: ignore the mouse (saves bandwidth over SSH)")
+    parser.add_argument("--dataset", metavar="PATH",
+                        help="TUI: open this dataset file (default: the shipped sample data)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_data_commands(sub)
     sub.add_parser("styles", help="list prompt styles",
@@ -87,9 +89,12 @@ def main(argv: list[str] | None = None) -> int:
             from .commands import data
 
             return data.list_styles(args)
+        from pathlib import Path
+
         from .ui.app import run_app
 
-        return run_app(mouse=not args.no_mouse)
+        dataset = Path(args.dataset).expanduser() if args.dataset else None
+        return run_app(mouse=not args.no_mouse, dataset_path=dataset)
     except TuiFtError as exc:
         print(f"tui-ft: error: {exc}", file=sys.stderr)
         return 1

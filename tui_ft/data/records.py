@@ -48,6 +48,13 @@ class Record:
     def kind(self) -> str:
         return "alpaca" if self.messages is None else "chat"
 
+    @property
+    def content_key(self) -> str:
+        """A hash of the content alone (ids aside): equal for exact duplicates."""
+        data = self.to_dict()
+        data.pop("id")
+        return content_key(data)
+
     def to_dict(self) -> dict:
         if self.messages is None:
             return {"id": self.id, "instruction": self.instruction, "input": self.input,

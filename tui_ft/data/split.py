@@ -86,3 +86,28 @@ def split_records(records: Sequence[Record], seed: int = 123,
     for record in records:
         out[assign_split(record.split_key or record.id, seed, ratios)].append(record)
     return Splits(out["train"], out["val"], out["test"])
+
+
+def splits_from_files(train: str, val: str | None = None, test: str | None = None) -> tuple[Splits, list]:
+    """Splits given as separate files (no seeded assignment). Returns the splits and
+    the located errors of all three files; a missing file raises DatasetError."""
+    from .records import load_records
+
+    out: dict[str, list[Record]] = {}
+    errors: list = []
+    for name, path in (("train", train), ("val", val), ("test", test)):
+        if path is None:
+            out[name] = []
+            continue
+        result = load_records(path)
+        out[name] = result.records
+        errors.extend(result.errors)
+    seen: dict[str, str] = {}
+    for name in SPLITS:
+        for record in out[name]:
+            other = seen.setdefault(record.content_key, name)
+            if other != name:
+                raise SplitError(f"record '{record.id}' of the {name} file is also in the "
+                                 f"{other} file: an example must not be both trained and "
+                                 "evaluated on")
+    return Splits(out["train"], out["val"], out["test"]), errors

@@ -1,0 +1,213 @@
+"""The Datasets screen driven through Textual's Pilot, and once through a real pty to
+prove that escape codes inside data never reach the terminal."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tui_ft.paths import default_dataset
+from tui_ft.ui.app import create_app
+from tui_ft.ui.widgets.prompt_preview import PromptPreview
+from tui_ft.ui.widgets.record_list import RecordList
+
+
+async def wait_for(pilot, condition, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await pilot.pause(0.05)
+
+
+def preview_text(screen) -> str:
+    return str(screen.query_one("#preview-body").content)
+
+
+def info_text(screen) -> str:
+    return str(screen.query_one("#dataset-info").content)
+
+
+def write_jsonl(path: Path, lines: list) -> Path:
+    with open(path, "w", encoding="utf-8") as f:
+        for line in lines:
+            f.write((line if isinstance(line, str) else json.dumps(line)) + "\n")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_dirs(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUI_FT_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("TUI_FT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("TUI_FT_RUNS_DIR", str(tmp_path / "runs"))
+
+
+async def test_opens_sample_data_and_previews_first_record():
+    app = create_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        records = screen.query_one(RecordList)
+        await wait_for(pilot, lambda: screen.scan is not None and screen.lengths)
+        assert records.count == 1500
+        assert screen.dataset_path == default_dataset()
+        first = json.loads(default_dataset().read_text(encoding="utf-8").splitlines()[0])
+        text = preview_text(screen)
+        assert text.startswith("Below is an instruction that describes a task.")
+        assert first["instruction"] in text and first["output"] + "<|endoftext|>" in text
+        info = info_text(screen)
+        assert "0 bad" in info and "train 1,262 / val 83 / test 155" in info
+        assert "median" in info
+
+
+async def test_cursor_style_and_mask_follow_keys():
+    app = create_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.dataset is not None)
+        lines = default_dataset().read_text(encoding="utf-8").splitlines()
+        await pilot.press("down", "down")
+        assert screen.query_one(RecordList).cursor == 2
+        assert json.loads(lines[2])["instruction"] in preview_text(screen)
+
+        preview = screen.query_one(PromptPreview)
+        assert "mask off" in preview.border_title
+        unmasked = int(preview.border_title.split(" learned")[0].rsplit("\u00b7 ", 1)[1])
+        await pilot.press("m")
+        assert "mask on" in preview.border_title
+        masked = int(preview.border_title.split(" learned")[0].rsplit("\u00b7 ", 1)[1])
+        assert masked < unmasked
+
+        await pilot.press("s")  # alpaca -> chatml (alphabetical)
+        await wait_for(pilot, lambda: screen.style_name == "chatml")
+        assert preview_text(screen).startswith("<|im_start|>user\n")
+        await pilot.press("end")
+        assert screen.query_one(RecordList).cursor == 1499
+        assert json.loads(lines[-1])["instruction"] in preview_text(screen)
+
+
+async def test_bad_records_are_listed_with_their_lines(tmp_path):
+    path = write_jsonl(tmp_path / "mixed.jsonl", [
+        {"instruction": "Say hi.", "input": "", "output": "hi"},
+        "{not json",
+        {"instruction": "", "output": "x"},
+        {"instruction": "Count.", "input": "", "output": 3},
+        {"instruction": "Say bye.", "output": "bye"},
+    ])
+    app = create_app(path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.scan is not None)
+        await pilot.press("e")
+        body = str(screen.query_one("#side-body").content)
+        assert f"{path}:2: invalid JSON" in body
+        assert f"{path}:3: field 'instruction' is empty" in body
+        assert f"{path}:4: field 'output' must be a string" in body
+        assert "3 bad" in info_text(screen)
+        # The bad record's own row says why, and so does the preview.
+        await pilot.press("down")
+        assert "invalid JSON" in preview_text(screen)
+        assert "{not json" in preview_text(screen)
+
+
+async def test_open_another_file_from_the_path_input(tmp_path):
+    path = write_jsonl(tmp_path / "two.jsonl", [
+        {"instruction": "First?", "output": "one"},
+        {"instruction": "Second?", "output": "two"},
+    ])
+    app = create_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.dataset is not None)
+        await pilot.press("o")
+        field = screen.query_one("#dataset-path")
+        field.value = ""
+        await pilot.press(*str(path))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: screen.query_one(RecordList).count == 2)
+        assert "First?" in preview_text(screen)
+
+
+async def test_unusable_file_shows_a_located_message(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    app = create_app(empty)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.load_error is not None)
+        assert str(empty) in info_text(screen) and "empty" in info_text(screen)
+
+
+HOSTILE = {
+    "id": "evil",
+    "instruction": "[bold red]not markup[/] \x1b]0;PWNED\x07 title \x1b[2J clear",
+    "input": "\x9b31m c1 csi",
+    "output": "[link=http://x]y[/link] \x1b[31mRED",
+}
+
+
+async def test_markup_and_escape_codes_are_shown_literally(tmp_path):
+    path = write_jsonl(tmp_path / "hostile.jsonl", [HOSTILE])
+    app = create_app(path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.scan is not None)
+        text = preview_text(screen)
+        assert "[bold red]not markup[/]" in text and "[link=http://x]y[/link]" in text
+        assert "\x1b" not in text and "\x9b" not in text and "\x07" not in text
+        assert "\u241b]0;PWNED\u2407" in text
+        row = screen.query_one(RecordList).render_line(0).text
+        assert "[bold red]not markup[/]" in row and "\x1b" not in row
+
+
+def test_escape_codes_from_data_never_reach_the_real_terminal(tmp_path):
+    """Run the real app on a pty and read every byte it writes to the terminal."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    path = write_jsonl(tmp_path / "hostile.jsonl", [HOSTILE])
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    env = dict(os.environ, TERM="xterm-256color", TEXTUAL_ANIMATIONS="none")
+    proc = subprocess.Popen([sys.executable, "-m", "tui_ft.cli", "--dataset", str(path)],
+                            stdin=slave, stdout=slave, stderr=slave, env=env,
+                            start_new_session=True)
+    os.close(slave)
+    output = b""
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and b"PWNED" not in output:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    output += os.read(master, 65536)
+                except OSError:
+                    break
+        settle = time.monotonic() + 1.0
+        while time.monotonic() < settle:
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    output += os.read(master, 65536)
+                except OSError:
+                    break
+        os.write(master, b"q")
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    assert b"PWNED" in output, "the hostile record was never drawn"
+    assert b"\x1b]0;PWNED" not in output
+    assert b"\x1b[2J clear" not in output
+    assert b"\x1b[31mRED" not in output
+    assert "\u241b".encode() in output  # ESC drawn as a visible symbol
