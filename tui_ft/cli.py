@@ -15,6 +15,8 @@ commands:
   tui-ft data inspect PATH        check a dataset: records, errors, splits, token lengths
   tui-ft data preview PATH -i N   show record N as the model is trained on it
   tui-ft styles                   list the prompt styles (built-in and your own)
+  tui-ft generate -m M -p TEXT    continue a prompt with a model
+  tui-ft export SOURCE OUT_DIR    write a model in Hugging Face GPT-2 layout
 
 Run 'tui-ft COMMAND --help' for a command's options."""
 
@@ -57,6 +59,41 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
                          help="mask the prompt: only the answer counts toward the loss")
 
 
+def _add_model_commands(sub: argparse._SubParsersAction) -> None:
+    gen = sub.add_parser(
+        "generate", help="generate text from a model",
+        description="Generate a continuation of PROMPT with a model (batched, KV-cached). "
+                    "With --json prints {prompt_ids, output_ids, text}: output_ids are the "
+                    "new tokens only, text is their decoding.")
+    gen.add_argument("--model", "-m", default="tiny",
+                     help="preset (tiny, gpt2, gpt2-medium, gpt2-large, gpt2-xl), a Hugging "
+                          "Face-layout folder, a .safetensors file, a run or a checkpoint")
+    gen.add_argument("--prompt", "-p", required=True, help="the text to continue")
+    gen.add_argument("--max-new-tokens", type=int, default=64, metavar="N",
+                     help="stop after N new tokens (default: 64)")
+    gen.add_argument("--temperature", type=float, default=0.0, metavar="T",
+                     help="0 is greedy (default); above 0 samples")
+    gen.add_argument("--top-k", type=int, default=None, metavar="K",
+                     help="sample only from the K most likely tokens")
+    gen.add_argument("--top-p", type=float, default=None, metavar="P",
+                     help="sample from the smallest set of tokens whose probability "
+                          "reaches P")
+    gen.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    gen.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
+    gen.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16", "int8"],
+                     help="inference precision (auto: bf16 on a GPU that has it, else fp32; "
+                          "int8: weight-only quantized)")
+    gen.add_argument("--json", action="store_true", help="print one JSON object")
+
+    export = sub.add_parser(
+        "export", help="write a model in Hugging Face GPT-2 layout",
+        description="Write config.json, model.safetensors and generation_config.json in "
+                    "Hugging Face GPT-2 layout, loadable with "
+                    "GPT2LMHeadModel.from_pretrained(OUT_DIR).")
+    export.add_argument("source", help="a run, a checkpoint or a model (as for --model)")
+    export.add_argument("out_dir", help="folder to write (created; must be empty if it exists)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tui-ft",
@@ -69,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="TUI: open this dataset file (default: the shipped sample data)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_data_commands(sub)
+    _add_model_commands(sub)
     sub.add_parser("styles", help="list prompt styles",
                    description="List the built-in prompt styles and those in your config "
                                "folder, with any errors in your style files.")
@@ -85,6 +123,14 @@ def main(argv: list[str] | None = None) -> int:
             from .commands import data
 
             return data.run(args)
+        if args.command == "generate":
+            from .commands import generate
+
+            return generate.run(args)
+        if args.command == "export":
+            from .commands import export
+
+            return export.run(args)
         if args.command == "styles":
             from .commands import data
 

@@ -1,0 +1,1 @@
+"""Our GPT-2: architecture, presets, weights, generation. Imports torch."""
