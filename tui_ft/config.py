@@ -1,0 +1,414 @@
+"""TrainConfig: every training parameter with its default, group, help text and
+validation; YAML in and out. Names follow Hugging Face `TrainingArguments`, so the
+same words mean the same things. Validation reports every problem at once, each
+naming the key, the value and the reason; the TUI form and `tui-ft train` share it."""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import TuiFtError
+
+SAMPLE_PREFIX = "@sample/"
+GROUPS = ("model", "data", "optimisation", "evaluation and checkpoints", "precision",
+          "generation")
+STRATEGIES = ("no", "steps", "epoch")
+SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
+
+
+class ConfigError(TuiFtError):
+    """A configuration with problems; `problems` lists each one."""
+
+    def __init__(self, problems: list["Problem"], source: str = "") -> None:
+        self.problems = problems
+        where = f"{source}: " if source else ""
+        lines = [f"{where}{len(problems)} problem{'s' if len(problems) != 1 else ''} "
+                 "in the configuration:"]
+        lines += [f"  - {p}" for p in problems]
+        super().__init__("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class Problem:
+    key: str
+    value: Any
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.key} = {self.value!r}: {self.reason}"
+
+
+def _p(default, group: str, help: str, kind: type | tuple = None, *, choices=None,
+       minimum=None, maximum=None, exclusive_min: bool = False, optional: bool = False):
+    """A config field with the metadata the validator and the form use."""
+    meta = {"group": group, "help": help, "kind": kind if kind is not None else type(default),
+            "choices": choices, "min": minimum, "max": maximum,
+            "exclusive_min": exclusive_min, "optional": optional}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class TrainConfig:
+    # -- model -------------------------------------------------------------------
+    model: str = _p("tiny", "model",
+                    "A preset (tiny, gpt2, gpt2-medium, gpt2-large, gpt2-xl), a Hugging "
+                    "Face-layout folder, a .safetensors file, or a run/checkpoint to start from.")
+    dropout: float = _p(0.0, "model", "Dropout in attention and MLP blocks while training.",
+                        float, minimum=0.0, maximum=1.0, exclusive_min=False)
+    gradient_checkpointing: bool = _p(False, "model",
+                                      "Recompute activations in the backward pass: less memory, "
+                                      "about a third more compute (for the large sizes).")
+    # -- data --------------------------------------------------------------------
+    dataset: str = _p(SAMPLE_PREFIX + "instructions.jsonl", "data",
+                      "Training data (JSON list or JSONL). '@sample/NAME' is the shipped "
+                      "sample data. Split into train/val/test unless val_dataset is set.")
+    val_dataset: str | None = _p(None, "data",
+                                 "Separate validation file; with it, 'dataset' is all train.",
+                                 str, optional=True)
+    test_dataset: str | None = _p(None, "data", "Separate test file (for responses).", str,
+                                  optional=True)
+    split_ratios: list = _p([0.85, 0.05, 0.10], "data",
+                            "Train / validation / test fractions (or percentages).", list)
+    split_seed: int = _p(123, "data",
+                         "Seed of the split. A record's split depends only on its id and this.",
+                         int)
+    prompt_style: str = _p("alpaca", "data", "Prompt style (see 'tui-ft styles').")
+    mask_prompt: bool = _p(False, "data",
+                           "Learn only the answers: every prompt token's target is -100.")
+    max_length: int | None = _p(None, "data",
+                                "Truncate sequences to this many tokens (empty: the model's "
+                                "context).", int, minimum=2, optional=True)
+    group_by_length: bool = _p(False, "data",
+                               "Batch records of similar length together (less padding).")
+    # -- optimisation ------------------------------------------------------------
+    output_dir: str | None = _p(None, "optimisation",
+                                "Run folder (empty: a new folder under the runs directory).",
+                                str, optional=True)
+    num_train_epochs: float = _p(3.0, "optimisation", "Passes over the training split.",
+                                 float, minimum=0.0, exclusive_min=True)
+    max_steps: int = _p(-1, "optimisation",
+                        "Stop after this many optimizer steps (-1: use num_train_epochs).",
+                        int, minimum=-1)
+    per_device_train_batch_size: int = _p(8, "optimisation", "Records per training batch.",
+                                          int, minimum=1)
+    per_device_eval_batch_size: int = _p(8, "optimisation", "Records per evaluation batch.",
+                                         int, minimum=1)
+    gradient_accumulation_steps: int = _p(1, "optimisation",
+                                          "Batches added up before each optimizer step.",
+                                          int, minimum=1)
+    learning_rate: float = _p(5e-5, "optimisation", "Peak learning rate of AdamW.", float,
+                              minimum=0.0, exclusive_min=True, maximum=1.0)
+    weight_decay: float = _p(0.0, "optimisation", "AdamW weight decay (not on biases, norms).",
+                             float, minimum=0.0, maximum=1.0)
+    adam_beta1: float = _p(0.9, "optimisation", "AdamW beta1.", float, minimum=0.0, maximum=1.0)
+    adam_beta2: float = _p(0.999, "optimisation", "AdamW beta2.", float, minimum=0.0,
+                           maximum=1.0)
+    adam_epsilon: float = _p(1e-8, "optimisation", "AdamW epsilon.", float, minimum=0.0,
+                             exclusive_min=True)
+    lr_scheduler_type: str = _p("linear", "optimisation",
+                                "Learning-rate schedule after warmup.", choices=SCHEDULERS)
+    warmup_steps: int = _p(0, "optimisation", "Steps of linear warmup from 0.", int, minimum=0)
+    warmup_ratio: float = _p(0.0, "optimisation",
+                             "Warmup as a fraction of all steps (used when warmup_steps is 0).",
+                             float, minimum=0.0, maximum=1.0)
+    max_grad_norm: float = _p(1.0, "optimisation",
+                              "Clip the gradient norm to this (0: no clipping).", float,
+                              minimum=0.0)
+    seed: int = _p(42, "optimisation", "Seed of initialisation, shuffling and dropout.", int)
+    # -- evaluation and checkpoints ---------------------------------------------
+    eval_strategy: str = _p("steps", "evaluation and checkpoints",
+                            "When to compute validation loss: no, steps or epoch.",
+                            choices=STRATEGIES)
+    eval_steps: int = _p(50, "evaluation and checkpoints",
+                         "Evaluate every this many steps (eval_strategy: steps).", int, minimum=1)
+    logging_steps: int = _p(10, "evaluation and checkpoints",
+                            "Log the averaged training loss every this many steps.", int,
+                            minimum=1)
+    logging_dir: str | None = _p(None, "evaluation and checkpoints",
+                                 "Where logs go (empty: <run>/logs).", str, optional=True)
+    save_strategy: str = _p("steps", "evaluation and checkpoints",
+                            "When to save a checkpoint: no, steps or epoch.", choices=STRATEGIES)
+    save_steps: int = _p(100, "evaluation and checkpoints",
+                         "Save every this many steps (save_strategy: steps).", int, minimum=1)
+    save_total_limit: int | None = _p(3, "evaluation and checkpoints",
+                                      "Keep at most this many checkpoints (the best is always "
+                                      "kept; empty: keep all).", int, minimum=1, optional=True)
+    load_best_model_at_end: bool = _p(True, "evaluation and checkpoints",
+                                      "At the end, restore the checkpoint with the best metric.")
+    metric_for_best_model: str = _p("eval_loss", "evaluation and checkpoints",
+                                    "Metric that decides the best checkpoint.")
+    greater_is_better: bool = _p(False, "evaluation and checkpoints",
+                                 "Whether a larger metric is better (false for losses).")
+    early_stopping_patience: int | None = _p(None, "evaluation and checkpoints",
+                                             "Stop after this many evaluations without "
+                                             "improvement (empty: never).", int, minimum=1,
+                                             optional=True)
+    early_stopping_threshold: float = _p(0.0, "evaluation and checkpoints",
+                                         "Smallest change of the metric that counts as "
+                                         "improvement.", float, minimum=0.0)
+    overfit_patience: int = _p(3, "evaluation and checkpoints",
+                               "Alert when validation loss has not improved for this many "
+                               "evaluations while training loss kept falling.", int, minimum=1)
+    overfit_min_delta: float = _p(0.01, "evaluation and checkpoints",
+                                  "Smallest validation-loss improvement that counts (so the "
+                                  "alert ignores noise).", float, minimum=0.0)
+    resume_from_checkpoint: str | None = _p(None, "evaluation and checkpoints",
+                                            "Checkpoint folder to continue from exactly.", str,
+                                            optional=True)
+    # -- precision ---------------------------------------------------------------
+    bf16: bool = _p(False, "precision", "bfloat16 autocast (fp32 master weights).")
+    fp16: bool = _p(False, "precision", "float16 autocast with loss scaling.")
+    device: str = _p("auto", "precision", "auto, cpu, cuda or cuda:N.")
+    torch_compile: bool = _p(False, "precision",
+                             "Compile the model with torch.compile (falls back cleanly).")
+    # -- generation --------------------------------------------------------------
+    max_new_tokens: int = _p(256, "generation", "Longest answer generated for a test record.",
+                             int, minimum=1)
+    temperature: float = _p(0.0, "generation", "0 is greedy; above 0 samples.", float,
+                            minimum=0.0)
+    top_k: int | None = _p(None, "generation", "Sample from the K most likely tokens.", int,
+                           minimum=1, optional=True)
+    top_p: float | None = _p(None, "generation", "Nucleus sampling threshold.", float,
+                             minimum=0.0, exclusive_min=True, maximum=1.0, optional=True)
+
+    # -- behaviour ---------------------------------------------------------------
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def meta(cls, name: str) -> dict:
+        return next(f.metadata for f in fields(cls) if f.name == name)
+
+    def to_dict(self) -> dict:
+        return {f.name: (list(getattr(self, f.name)) if isinstance(getattr(self, f.name), list)
+                         else getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "") -> "TrainConfig":
+        values, problems = check(data)
+        if problems:
+            raise ConfigError(problems, source)
+        return cls(**values)
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+    def save(self, path: str | Path) -> None:
+        from .settings import write_atomic
+
+        write_atomic(Path(path), self.to_yaml())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TrainConfig":
+        return cls.from_dict(read_yaml(path), source=str(path))
+
+    # Derived values the engine uses.
+
+    def dataset_path(self, value: str | None = None) -> Path | None:
+        return resolve_data_path(self.dataset if value is None else value)
+
+    @property
+    def precision(self) -> str:
+        return "bf16" if self.bf16 else "fp16" if self.fp16 else "fp32"
+
+
+def resolve_data_path(value: str | None) -> Path | None:
+    if value is None:
+        return None
+    if value.startswith(SAMPLE_PREFIX):
+        from .paths import sample_data_dir
+
+        return sample_data_dir() / value[len(SAMPLE_PREFIX):]
+    return Path(value).expanduser()
+
+
+def read_yaml(path: str | Path) -> dict:
+    """A YAML mapping from a file, with `yaml.safe_load` only: Python object tags fail."""
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TuiFtError(f"{path}: no such file") from None
+    except UnicodeDecodeError:
+        raise TuiFtError(f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise TuiFtError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise TuiFtError(f"{where}: {problem}") from None
+    except RecursionError:
+        raise TuiFtError(f"{path}: nested too deeply") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise TuiFtError(f"{path}: expected a mapping of parameters (key: value), "
+                         f"found {type(data).__name__}")
+    return data
+
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+def coerce(name: str, value: Any) -> tuple[Any, str | None]:
+    """Turn a raw value (from YAML or from a text field) into the field's type.
+    Returns (value, reason) where reason is None when the value is usable."""
+    meta = TrainConfig.meta(name)
+    kind = meta["kind"]
+    if isinstance(value, str):
+        stripped = value.strip()
+        if meta["optional"] and stripped.lower() in ("", "none", "null", "~"):
+            return None, None
+    if value is None:
+        return (None, None) if meta["optional"] else (value, "must be set")
+    if kind is bool:
+        if isinstance(value, bool):
+            return value, None
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE, None
+        return value, "must be true or false"
+    if kind is int:
+        if isinstance(value, bool):
+            return value, "must be a whole number"
+        if isinstance(value, int):
+            value_out = value
+        elif isinstance(value, float) and value.is_integer():
+            value_out = int(value)
+        elif isinstance(value, str):
+            try:
+                value_out = int(value.strip().replace("_", ""))
+            except ValueError:
+                return value, "must be a whole number"
+        else:
+            return value, "must be a whole number"
+        return _check_range(value_out, meta)
+    if kind is float:
+        if isinstance(value, bool):
+            return value, "must be a number"
+        if isinstance(value, (int, float)):
+            value_out = float(value)
+        elif isinstance(value, str):
+            try:
+                # YAML 1.1 reads 5e-5 as a string; accept it as the number it means.
+                value_out = float(value.strip())
+            except ValueError:
+                return value, "must be a number"
+        else:
+            return value, "must be a number"
+        if not math.isfinite(value_out):
+            return value, "must be a finite number"
+        return _check_range(value_out, meta)
+    if kind is list:
+        if isinstance(value, str):
+            parts = [p for p in value.replace(",", "/").split("/") if p.strip()]
+            try:
+                value = [float(p) for p in parts]
+            except ValueError:
+                return value, "must be three numbers like 85/5/10"
+        if not isinstance(value, (list, tuple)):
+            return value, "must be a list of three numbers"
+        from .data.split import SplitError, check_ratios
+
+        try:
+            return list(check_ratios(value)), None
+        except SplitError as exc:
+            return value, str(exc).removeprefix("split ratios ")
+    # strings
+    if not isinstance(value, str):
+        return value, "must be text"
+    if meta["choices"] and value not in meta["choices"]:
+        return value, f"must be one of {', '.join(meta['choices'])}"
+    return value, None
+
+
+def _check_range(value, meta) -> tuple[Any, str | None]:
+    low, high = meta["min"], meta["max"]
+    if low is not None:
+        if meta["exclusive_min"] and value <= low:
+            return value, f"must be greater than {low:g}"
+        if value < low:
+            return value, f"must be at least {low:g}"
+    if high is not None and value > high:
+        return value, f"must be at most {high:g}"
+    return value, None
+
+
+def check(data: dict) -> tuple[dict, list[Problem]]:
+    """Coerce and check a mapping of parameters. Returns the usable values (defaults
+    filled in) and every problem found: per key, then across keys."""
+    problems: list[Problem] = []
+    names = TrainConfig.field_names()
+    values: dict[str, Any] = {}
+    for key, raw in data.items():
+        if not isinstance(key, str) or key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.6)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            problems.append(Problem(str(key), raw, f"unknown parameter{hint}"))
+            continue
+        value, reason = coerce(key, raw)
+        if reason:
+            problems.append(Problem(key, raw, reason))
+        else:
+            values[key] = value
+    defaults = {f.name: (f.default if f.default is not MISSING else f.default_factory())
+                for f in fields(TrainConfig)}
+    merged = {**defaults, **values}
+    problems.extend(_cross_checks(merged, set(values)))
+    return merged, problems
+
+
+def _cross_checks(c: dict, given: set) -> list[Problem]:
+    out: list[Problem] = []
+    if c["bf16"] and c["fp16"]:
+        out.append(Problem("fp16", True, "bf16 and fp16 cannot both be on"))
+    if c["load_best_model_at_end"]:
+        if c["eval_strategy"] == "no":
+            out.append(Problem("load_best_model_at_end", True,
+                               "needs evaluation: set eval_strategy to steps or epoch"))
+        elif c["save_strategy"] != c["eval_strategy"]:
+            out.append(Problem("save_strategy", c["save_strategy"],
+                               f"must match eval_strategy ({c['eval_strategy']}) when "
+                               "load_best_model_at_end is on"))
+        elif c["save_strategy"] == "steps" and c["save_steps"] % c["eval_steps"]:
+            out.append(Problem("save_steps", c["save_steps"],
+                               f"must be a multiple of eval_steps ({c['eval_steps']}) when "
+                               "load_best_model_at_end is on"))
+    if c["early_stopping_patience"] is not None and c["eval_strategy"] == "no":
+        out.append(Problem("early_stopping_patience", c["early_stopping_patience"],
+                           "needs evaluation: set eval_strategy to steps or epoch"))
+    metric = c["metric_for_best_model"]
+    if metric.removeprefix("eval_") not in ("loss",):
+        out.append(Problem("metric_for_best_model", metric,
+                           "only eval_loss (validation loss) is computed"))
+    elif "greater_is_better" in given and c["greater_is_better"]:
+        out.append(Problem("greater_is_better", True,
+                           "a loss is better when smaller: set it to false"))
+    if c["val_dataset"] is None and c["eval_strategy"] != "no" and c["split_ratios"][1] == 0:
+        out.append(Problem("split_ratios", c["split_ratios"],
+                           "the validation share is 0 but eval_strategy is "
+                           f"{c['eval_strategy']}: give it a share or a val_dataset"))
+    if c["max_steps"] == 0:
+        out.append(Problem("max_steps", 0, "must be -1 (use epochs) or at least 1"))
+    return out
+
+
+def field_problem(name: str, text: str) -> str | None:
+    """The reason a single typed value is unusable (for validation as you type)."""
+    _, reason = coerce(name, text)
+    return reason
