@@ -44,9 +44,6 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     inspect.add_argument("--seed", type=int, default=123, help="split seed (default: 123)")
     inspect.add_argument("--split", default="85/5/10", metavar="TRAIN/VAL/TEST",
                          help="split ratios (default: 85/5/10)")
-    inspect.add_argument("--mask-prompt", action="store_true",
-                         help="also count how many tokens count toward the loss with the "
-                              "prompt masked")
 
     preview = data_sub.add_parser(
         "preview", parents=[common], help="show one record rendered and tokenized",

@@ -81,8 +81,8 @@ def cmd_inspect(args) -> int:
     else:
         _print_inspect(report)
     if report["records"] == 0:
-        if not args.json:
-            print("tui-ft: error: no record could be loaded", file=sys.stderr)
+        print(f"tui-ft: error: {args.path}: no record could be loaded "
+              f"({len(report['errors'])} bad)", file=sys.stderr)
         return 1
     return 0
 

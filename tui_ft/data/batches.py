@@ -36,7 +36,9 @@ class Example:
 
 def trainable_tokens(text: str, ids: Sequence[int],
                      spans: Sequence[tuple[int, int]]) -> list[bool]:
-    """For each token of `text`, whether it starts inside one of the character spans.
+    """For each token of `text`, whether it overlaps one of the character spans.
+    A token that straddles the boundary (a style whose prompt ends in a space, so the
+    answer's first word merges with it) holds answer text, so it is learned.
     Offsets are compared in UTF-8 bytes, since a token may hold part of a character."""
     byte_spans = []
     for start, end in spans:
@@ -46,9 +48,12 @@ def trainable_tokens(text: str, ids: Sequence[int],
     flags = []
     pos = 0
     for piece in token_bytes(list(ids)):
-        k = bisect.bisect_right(starts, pos) - 1
-        flags.append(k >= 0 and byte_spans[k][0] <= pos < byte_spans[k][1])
-        pos += len(piece)
+        end = pos + len(piece)
+        # The last span that starts before the token ends; spans are sorted and
+        # disjoint, so if it does not reach into the token no earlier one does.
+        k = bisect.bisect_left(starts, end) - 1
+        flags.append(k >= 0 and byte_spans[k][1] > pos and byte_spans[k][0] < byte_spans[k][1])
+        pos = end
     return flags
 
 

@@ -21,6 +21,7 @@ from ..errors import DatasetError
 
 ROLES = ("system", "user", "assistant")
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
+_BLANK_BYTES = b" \t\r\x0b\x0c"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +100,18 @@ def _describe(value: object) -> str:
             list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
 
 
+def _check_text(value: str, what: str) -> str:
+    # json.loads accepts lone surrogate escapes ("\ud800"), which no UTF-8 encoder,
+    # tokenizer or file writer can take later: refuse them here, where it is located.
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidRecord(f"{what} holds an invalid character "
+                                f"(lone surrogate U+{ord(value[exc.start]):04X})") from None
+    return value
+
+
 def _string_field(obj: dict, key: str, *, required: bool) -> str:
     if key not in obj or (obj[key] is None and not required):
         if required:
@@ -107,7 +120,7 @@ def _string_field(obj: dict, key: str, *, required: bool) -> str:
     value = obj[key]
     if not isinstance(value, str):
         raise InvalidRecord(f"field '{key}' must be a string, not {_describe(value)}")
-    return value
+    return _check_text(value, f"field '{key}'")
 
 
 def content_key(obj: dict) -> str:
@@ -139,6 +152,7 @@ def _parse_messages(raw: object) -> tuple[Message, ...]:
         if not isinstance(content, str):
             raise InvalidRecord(
                 f"messages[{i}] 'content' must be a string, not {_describe(content)}")
+        _check_text(content, f"messages[{i}] 'content'")
         if role == "system" and i != 0:
             raise InvalidRecord(f"messages[{i}] is a system message; only the first may be")
         messages.append(Message(role, content))
@@ -158,6 +172,8 @@ def parse_record(obj: object) -> Record:
         raise InvalidRecord(f"field 'id' must be a string or an integer, not {_describe(raw_id)}")
     if raw_id is not None and str(raw_id).strip() == "":
         raise InvalidRecord("field 'id' is empty")
+    if isinstance(raw_id, str):
+        _check_text(raw_id, "field 'id'")
     if "messages" in obj:
         messages = _parse_messages(obj["messages"])
         last_assistant = max(i for i, m in enumerate(messages) if m.role == "assistant")
@@ -257,12 +273,8 @@ class Dataset:
             self._open_jsonl()
         elif first == b"[":
             self._open_json_list()
-        elif first == b"{":
-            # A .json file that starts with an object is either JSONL under another
-            # name, or a single JSON document of the wrong shape.
-            if not self._open_single_object():
-                self._open_jsonl()
-        else:
+        elif not self._open_single_document():
+            # Not one JSON document of the wrong shape: JSONL under another name.
             self._open_jsonl()
         if len(self) == 0:
             self.close()
@@ -275,7 +287,7 @@ class Dataset:
         append = offsets.append
         find = mm.find
         n = len(mm)
-        pos = 0
+        pos = 3 if mm[:3] == b"\xef\xbb\xbf" else 0
         line = 0
         numbers = None  # line numbers, kept only once a blank line shifts them
         while pos < n:
@@ -284,8 +296,9 @@ class Dataset:
                 end = n
             line += 1
             length = end - pos
-            # Blank lines (and a lone "\r") are not entries.
-            if length > 1 or (length == 1 and mm[pos] != 13):
+            # Blank lines (whitespace only) are not entries. Only a line that starts
+            # with whitespace needs the closer look, so the common case stays cheap.
+            if length and (mm[pos] not in _BLANK_BYTES or mm[pos:end].strip()):
                 append(pos)
                 if numbers is not None:
                     numbers.append(line)
@@ -294,22 +307,25 @@ class Dataset:
             pos = end + 1
         self._line_numbers = numbers
 
-    def _open_single_object(self) -> bool:
+    def _open_single_document(self) -> bool:
+        """Raise DatasetError when the file is one JSON document that is not a list
+        (an object spread over lines, a number, a string); False otherwise."""
         data = _strip_bom(self._mm[:])
         try:
             value = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):
             return False
         if isinstance(value, dict) and data.strip().count(b"\n") == 0:
             return False  # a one-line JSONL file
+        self.close()
         if isinstance(value, dict):
             lists = [k for k, v in value.items() if isinstance(v, list)]
             hint = f" (it has a list under '{lists[0]}'; save that list alone)" if lists else ""
-            self.close()
             raise DatasetError(
                 f"{self.name}: the top level is an object; expected a list of records "
                 f"or one record per line (JSONL){hint}")
-        return False
+        raise DatasetError(f"{self.name}: the top level is {_describe(value)}; expected a "
+                           "list of records or one record per line (JSONL)")
 
     def _open_json_list(self) -> None:
         self.format = "json"
@@ -328,6 +344,12 @@ class Dataset:
             self.close()
             raise DatasetError(
                 f"{self.name}:{exc.lineno}:{exc.colno}: invalid JSON ({exc.msg})") from None
+        except ValueError as exc:  # e.g. an integer past Python's digit limit
+            self.close()
+            raise DatasetError(f"{self.name}: invalid JSON ({exc})") from None
+        except RecursionError:
+            self.close()
+            raise DatasetError(f"{self.name}: invalid JSON: nested too deeply") from None
         if not isinstance(value, list):
             self.close()
             raise DatasetError(
@@ -392,6 +414,8 @@ class Dataset:
             return json.loads(text)
         except json.JSONDecodeError as exc:
             raise InvalidRecord(f"invalid JSON at column {exc.colno}: {exc.msg}") from None
+        except ValueError as exc:  # e.g. an integer past Python's digit limit
+            raise InvalidRecord(f"invalid JSON: {exc}") from None
         except RecursionError:
             raise InvalidRecord("invalid JSON: nested too deeply") from None
 

@@ -1,0 +1,221 @@
+#!/usr/bin/env python3
+"""Benchmark: `tui_ft.model.memory.estimate_memory` against memory measured in a real
+training step (forward, backward, AdamW step) of our GPT, per preset and precision.
+
+On CUDA: torch.cuda.max_memory_allocated over the second step (the first one creates
+the optimizer state), against the estimate's total. On the CPU: the bytes of every
+tensor autograd saves for the backward pass (saved_tensors_hooks, each storage once)
+plus the logits, against the estimate's activations; and the peak of the profiler's
+memory timeline over the second step, against the estimate's total. Weights,
+gradients and optimizer state are counted from the tensors after the step.
+
+One JSON object per case, then one about the machine:
+
+    python benchmarks/memory_estimate.py --presets tiny,gpt2 --batch 2 --seq-len 128
+    python benchmarks/memory_estimate.py --precisions fp32,bf16 --no-profile
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def _nbytes(tensors) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def _autocast(device, precision):
+    import torch
+
+    if precision == "fp32":
+        return torch.autocast(device.type, enabled=False)
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def _build(config, device):
+    import torch
+
+    from tui_ft.model.gpt import GPT
+
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = GPT(config)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    return model, optimizer
+
+
+def _step(model, optimizer, ids, precision, device):
+    """One training step as a training loop writes it: the logits stay referenced
+    until the next step. Returns the logits (so the caller decides when they go).
+    The targets are any aligned token ids: batches come with labels already shifted."""
+    from tui_ft.model.gpt import lm_loss
+
+    with _autocast(device, precision):
+        logits = model(ids)
+    loss = lm_loss(logits, ids.roll(-1, dims=1))
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return logits
+
+
+def measure_saved(model, ids, precision, device) -> int:
+    """Bytes autograd keeps for the backward pass after a forward and the loss (each
+    storage once, parameters excluded), plus the logits the loop holds."""
+    import torch
+
+    from tui_ft.model.gpt import lm_loss
+
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    storages: dict[int, int] = {}
+
+    def pack(t):
+        s = t.untyped_storage()
+        if s.data_ptr() not in params:
+            storages[s.data_ptr()] = s.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        with _autocast(device, precision):
+            logits = model(ids)
+        loss = lm_loss(logits, ids)
+    s = logits.untyped_storage()
+    storages.setdefault(s.data_ptr(), s.nbytes())
+    del loss, logits
+    return sum(storages.values())
+
+
+def measure_cpu_peak(model, optimizer, ids, precision, device) -> int | None:
+    """Peak bytes of CPU tensors over one step, from the profiler's memory timeline
+    (a private torch API: None where it is missing or fails)."""
+    try:
+        from torch.profiler import ProfilerActivity, profile
+        from torch.profiler._memory_profiler import MemoryProfileTimeline
+    except ImportError:
+        return None
+    try:
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True,
+                     record_shapes=True, with_stack=True) as prof:
+            logits = _step(model, optimizer, ids, precision, device)
+            del logits
+        _, sizes = MemoryProfileTimeline(prof._memory_profile())._coalesce_timeline("cpu")
+        return int(max(sum(row) for row in sizes))
+    except Exception as exc:  # a private API may change between torch releases
+        print(f"profiler peak unavailable: {exc}", file=sys.stderr)
+        return None
+
+
+def run_case(preset_name, precision, batch, seq_len, device, profile_cpu) -> dict:
+    import torch
+
+    from tui_ft.model.gpt import GPTConfig
+    from tui_ft.model.memory import estimate_memory
+    from tui_ft.model.presets import get_preset
+
+    preset = get_preset(preset_name)
+    if preset is None:
+        raise SystemExit(f"unknown preset {preset_name!r}")
+    config = GPTConfig(**preset.config_dict())
+    if seq_len > config.context_length:
+        seq_len = config.context_length
+    estimate = estimate_memory(config, precision=precision, batch_size=batch, seq_len=seq_len)
+    row = {"preset": preset_name, "precision": precision, "batch": batch,
+           "seq_len": seq_len, "device": str(device), "estimate": estimate.to_dict()}
+    t0 = time.perf_counter()
+    model, optimizer = _build(config, device)
+    ids = torch.randint(0, config.vocab_size, (batch, seq_len), device=device,
+                        generator=torch.Generator(device=device).manual_seed(0))
+    measured: dict = {}
+    # The first step creates the optimizer state; its logits go before measuring.
+    logits = _step(model, optimizer, ids, precision, device)
+    del logits
+    measured["weights"] = _nbytes(model.parameters())
+    measured["optimizer"] = sum(_nbytes(v for v in state.values() if torch.is_tensor(v))
+                                for state in optimizer.state.values())
+    measured["activations"] = measure_saved(model, ids, precision, device)
+    model.zero_grad(set_to_none=True)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats(device)
+        logits = _step(model, optimizer, ids, precision, device)
+        torch.cuda.synchronize()
+        measured["peak"] = torch.cuda.max_memory_allocated(device)
+        measured["peak_source"] = "torch.cuda.max_memory_allocated"
+        del logits
+    elif profile_cpu:
+        measured["peak"] = measure_cpu_peak(model, optimizer, ids, precision, device)
+        measured["peak_source"] = "torch.profiler memory timeline (CPU)"
+    measured["gradients"] = measured["weights"]  # every parameter gets an fp32 gradient
+    row["measured"] = measured
+    row["activations_ratio"] = round(estimate.activations / measured["activations"], 4)
+    if measured.get("peak"):
+        row["total_ratio"] = round(estimate.total / measured["peak"], 4)
+    row["seconds"] = round(time.perf_counter() - t0, 2)
+    del model, optimizer
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return row
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--presets", default="tiny,gpt2",
+                        help="comma-separated presets (default: tiny,gpt2)")
+    parser.add_argument("--precisions", default="fp32,bf16",
+                        help="comma-separated training precisions: fp32, bf16, fp16 "
+                             "(default: fp32,bf16; fp16 is skipped on the CPU)")
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    parser.add_argument("--no-profile", action="store_true",
+                        help="CPU: skip the profiler's peak (the slow part)")
+    parser.add_argument("--out", help="also append the JSON lines to this file")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from tui_ft.model.precision import pick_device
+
+    device = pick_device(args.device)
+    lines = []
+    started = time.perf_counter()
+    for preset in [p for p in args.presets.split(",") if p]:
+        for precision in [p for p in args.precisions.split(",") if p]:
+            if precision == "fp16" and device.type == "cpu":
+                print(f"skip {preset} fp16: not on the CPU", file=sys.stderr)
+                continue
+            print(f"{preset} {precision} ...", file=sys.stderr, flush=True)
+            row = run_case(preset, precision, args.batch, args.seq_len, device,
+                           profile_cpu=not args.no_profile)
+            lines.append(json.dumps(row))
+            print(lines[-1], flush=True)
+    machine = {
+        "machine": {"platform": platform.platform(), "python": platform.python_version(),
+                    "cpu_count": os.cpu_count(),
+                    "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None},
+        "torch": torch.__version__,
+        "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "benchmark": "memory_estimate",
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    lines.append(json.dumps(machine))
+    print(lines[-1])
+    if args.out:
+        with open(args.out, "a", encoding="utf-8") as fh:
+            fh.write("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
