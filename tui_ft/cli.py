@@ -15,6 +15,9 @@ commands:
   tui-ft data inspect PATH        check a dataset: records, errors, splits, token lengths
   tui-ft data preview PATH -i N   show record N as the model is trained on it
   tui-ft styles                   list the prompt styles (built-in and your own)
+  tui-ft train [CONFIG.yaml]      train (foreground; --detach for background)
+  tui-ft runs                     list runs; attach RUN follows one, stop RUN stops one
+  tui-ft responses RUN            answer the test split, into RUN/responses.jsonl
   tui-ft generate -m M -p TEXT    continue a prompt with a model
   tui-ft export SOURCE OUT_DIR    write a model in Hugging Face GPT-2 layout
 
@@ -91,6 +94,54 @@ def _add_model_commands(sub: argparse._SubParsersAction) -> None:
     export.add_argument("out_dir", help="folder to write (created; must be empty if it exists)")
 
 
+def _add_train_commands(sub: argparse._SubParsersAction) -> None:
+    train = sub.add_parser(
+        "train", help="train a model (foreground, or --detach)",
+        description="Train with the parameters of CONFIG.yaml (default: the embedded default, "
+                    "the tiny model on the shipped sample data). Prints the run folder. "
+                    "--detach starts the run as its own process session that outlives the "
+                    "terminal and SSH disconnects, and returns at once.")
+    train.add_argument("config", nargs="?", help="a YAML file of training parameters")
+    train.add_argument("--detach", action="store_true", help="run in the background")
+    train.add_argument("--resume", metavar="RUN",
+                       help="continue RUN exactly from its last checkpoint")
+    train.add_argument("--checkpoint", metavar="N",
+                       help="with --resume: the checkpoint to continue from (default: last)")
+    train.add_argument("--output-dir", metavar="DIR", help="the run folder to create")
+
+    runs = sub.add_parser("runs", help="list runs",
+                          description="List runs: state, step, best validation loss, age.")
+    runs.add_argument("--dir", help="runs directory (default: the platform's)")
+    runs.add_argument("--json", action="store_true", help="print a JSON list")
+
+    attach = sub.add_parser("attach", help="follow a run's progress",
+                            description="Follow a running run's progress until it ends "
+                                        "(ctrl+c detaches; the run goes on).")
+    attach.add_argument("run", help="run folder or name")
+    attach.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
+
+    stop = sub.add_parser("stop", help="stop a run after a checkpoint",
+                          description="Stop a running run cleanly: it saves a checkpoint "
+                                      "after its current step, then ends (state: stopped).")
+    stop.add_argument("run", help="run folder or name")
+    stop.add_argument("--wait", type=float, default=60.0, metavar="S",
+                      help="seconds to wait for it to end (default: 60)")
+
+    resp = sub.add_parser(
+        "responses", help="answer the test split with a run's model",
+        description="Generate the model's answer for every record of a split into "
+                    "RUN/responses.jsonl, and report exact-match accuracy.")
+    resp.add_argument("run", help="run folder or name")
+    resp.add_argument("--checkpoint", default="best", metavar="best|last|N",
+                      help="which checkpoint answers (default: best)")
+    resp.add_argument("--split", default="test", choices=["test", "val", "train"])
+    resp.add_argument("--batch-size", type=int, default=16, metavar="N")
+    resp.add_argument("--max-new-tokens", type=int, default=None, metavar="N",
+                      help="default: the run's max_new_tokens")
+    resp.add_argument("--device", default="auto")
+    resp.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tui-ft",
@@ -104,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_data_commands(sub)
     _add_model_commands(sub)
+    _add_train_commands(sub)
     sub.add_parser("styles", help="list prompt styles",
                    description="List the built-in prompt styles and those in your config "
                                "folder, with any errors in your style files.")
@@ -120,6 +172,10 @@ def main(argv: list[str] | None = None) -> int:
             from .commands import data
 
             return data.run(args)
+        if args.command in ("train", "runs", "attach", "stop", "responses"):
+            from .commands import train
+
+            return train.run(args)
         if args.command == "generate":
             from .commands import generate
 

@@ -41,15 +41,18 @@ def load_settings() -> tuple[dict, str | None]:
     return data, None
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write a file so that a reader sees the old or the new content, never half."""
+def write_atomic(path: Path, text: str, *, durable: bool = True) -> None:
+    """Write a file so that a reader sees the old or the new content, never half.
+    `durable` also flushes it to disk before the rename (survives a power cut);
+    files rewritten every few seconds (a status) can skip that cost."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -1,0 +1,115 @@
+"""A one-line progress display for the terminal (stderr), redrawn in place at most a
+few times a second; on a pipe it prints a plain line now and then instead."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds or seconds < 0:
+        return "--"
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"
+
+
+class ProgressLine:
+    def __init__(self, stream=None, interval: float = 0.25, pipe_interval: float = 10.0):
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.interval = interval if self.tty else pipe_interval
+        self.last = 0.0
+        self.width = 0
+
+    def update(self, text: str, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last < self.interval:
+            return
+        self.last = now
+        if self.tty:
+            pad = max(0, self.width - len(text))
+            self.stream.write("\r" + text + " " * pad)
+            self.width = len(text)
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def message(self, text: str) -> None:
+        """A line of its own above the progress line."""
+        if self.tty and self.width:
+            self.stream.write("\r" + " " * self.width + "\r")
+            self.width = 0
+        self.stream.write(text + "\n")
+        self.stream.flush()
+        self.last = 0.0
+
+    def close(self) -> None:
+        if self.tty and self.width:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.width = 0
+
+
+class TrainingProgress:
+    """Turns metric records into the progress line: step, epoch, losses, speed, ETA."""
+
+    def __init__(self, line: ProgressLine | None = None) -> None:
+        self.line = line or ProgressLine()
+        self.total = None
+        self.step = 0
+        self.epoch = 0.0
+        self.train_loss = None
+        self.val_loss = None
+        self.speed = None
+        self.t0 = None
+        self.step0 = 0
+
+    def feed(self, m: dict) -> None:
+        event = m.get("event")
+        if event == "start" or event == "resumed":
+            self.total = m.get("total_steps", self.total)
+            self.t0, self.step0 = time.monotonic(), int(m.get("step", 0))
+        self.step = int(m.get("step", self.step))
+        self.epoch = float(m.get("epoch", self.epoch))
+        if "train_loss" in m:
+            self.train_loss = m["train_loss"]
+        if "tokens_per_s" in m:
+            self.speed = m["tokens_per_s"]
+        if "val_loss" in m:
+            self.val_loss = m["val_loss"]
+            self.line.message(f"step {self.step}: validation loss {self.val_loss:.4f}")
+        if event == "overfitting":
+            self.line.message(
+                f"OVERFITTING: validation loss has not improved since step "
+                f"{m.get('best_step')} (best {m.get('best_val_loss', 0):.4f}, began at step "
+                f"{m.get('began_at_step')}) while training loss kept falling; best checkpoint: "
+                f"{m.get('best_checkpoint') or 'not saved yet'}. 'tui-ft stop RUN' stops it.")
+        elif event == "checkpoint":
+            self.line.message(f"step {self.step}: saved {m.get('checkpoint')}")
+        elif event in ("failed", "stopped", "early_stopping"):
+            self.line.message(f"step {self.step}: {event}"
+                              + (f": {m['error']}" if m.get("error") else ""))
+        self.line.update(self.text(), force=event is not None)
+
+    def eta(self) -> float | None:
+        if not self.total or self.t0 is None or self.step <= self.step0:
+            return None
+        rate = (time.monotonic() - self.t0) / (self.step - self.step0)
+        return rate * (self.total - self.step)
+
+    def text(self) -> str:
+        total = self.total or "?"
+        parts = [f"step {self.step}/{total}", f"epoch {self.epoch:.2f}"]
+        if self.train_loss is not None:
+            parts.append(f"loss {self.train_loss:.4f}")
+        if self.val_loss is not None:
+            parts.append(f"val {self.val_loss:.4f}")
+        if self.speed is not None:
+            parts.append(f"{self.speed:,.0f} tok/s")
+        parts.append(f"ETA {format_duration(self.eta())}")
+        return " | ".join(parts)

@@ -1,0 +1,1 @@
+"""Test-set responses and the grade journal."""

@@ -1,0 +1,148 @@
+"""Checkpoints that survive a crash at any moment: everything is written into a
+temporary folder, flushed to disk, and renamed to `checkpoint-N` only when complete,
+so a folder with that name is always whole. Rotation never deletes the best one.
+Nothing here unpickles arbitrary objects: `torch.load(..., weights_only=True)`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from ..model.weights import save_checkpoint_weights
+from .run import CheckpointInfo, Run, RunError
+
+TRAINER_STATE = "trainer_state.json"
+OPTIMIZER = "optimizer.pt"
+SCHEDULER = "scheduler.pt"
+SCALER = "scaler.pt"
+RNG = "rng.pt"
+TMP_PREFIX = ".tmp-"
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(run: Run, step: int, *, model, optimizer, scheduler, scaler,
+                    trainer_state: dict) -> CheckpointInfo:
+    """Write checkpoint-`step` atomically and return it."""
+    name = f"checkpoint-{step}"
+    run.checkpoints_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run.checkpoints_dir / f"{TMP_PREFIX}{name}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        save_checkpoint_weights(model, tmp)
+        torch.save(optimizer.state_dict(), tmp / OPTIMIZER)
+        torch.save(scheduler.state_dict(), tmp / SCHEDULER)
+        if scaler is not None:
+            torch.save(scaler.state_dict(), tmp / SCALER)
+        torch.save(rng_state(), tmp / RNG)
+        (tmp / TRAINER_STATE).write_text(json.dumps(trainer_state, indent=1) + "\n",
+                                         encoding="utf-8")
+        for path in tmp.iterdir():
+            _fsync_file(path)
+        _fsync_dir(tmp)
+        final = run.checkpoints_dir / name
+        if final.exists():
+            # Saving the same step again (a resumed run): the old one goes only once
+            # the new one is complete.
+            old = run.checkpoints_dir / f"{TMP_PREFIX}old-{name}-{os.getpid()}"
+            final.rename(old)
+            tmp.rename(final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(final)
+        _fsync_dir(run.checkpoints_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return CheckpointInfo(name, step, final)
+
+
+def remove_partial(run: Run) -> list[str]:
+    """Delete temporary folders a killed worker left behind; returns their names."""
+    if not run.checkpoints_dir.is_dir():
+        return []
+    removed = []
+    for child in run.checkpoints_dir.iterdir():
+        if child.name.startswith(TMP_PREFIX):
+            shutil.rmtree(child, ignore_errors=True)
+            removed.append(child.name)
+    return removed
+
+
+def rotate(run: Run, limit: int | None, keep: set[str]) -> list[str]:
+    """Delete the oldest checkpoints beyond `limit`, never one named in `keep` (the
+    best). Returns the names deleted."""
+    if not limit:
+        return []
+    existing = run.checkpoints()
+    deletable = [c for c in existing if c.name not in keep]
+    excess = len(existing) - limit
+    removed = []
+    for c in deletable[:max(0, excess)]:
+        shutil.rmtree(c.path, ignore_errors=True)
+        removed.append(c.name)
+    return removed
+
+
+def read_trainer_state(folder: Path) -> dict:
+    try:
+        state = json.loads((folder / TRAINER_STATE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunError(f"{folder}: not a resumable checkpoint (no {TRAINER_STATE})") from None
+    except (OSError, ValueError) as exc:
+        raise RunError(f"{folder}/{TRAINER_STATE}: unreadable ({exc})") from None
+    if not isinstance(state, dict) or "global_step" not in state:
+        raise RunError(f"{folder}/{TRAINER_STATE}: not a trainer state")
+    return state
+
+
+def load_training_state(folder: Path, *, optimizer, scheduler, scaler, device) -> dict:
+    """Restore optimizer, scheduler, scaler and RNG from a checkpoint folder; returns
+    its trainer state. The model weights are loaded separately (load_model)."""
+    state = read_trainer_state(folder)
+    try:
+        optimizer.load_state_dict(torch.load(folder / OPTIMIZER, map_location=device,
+                                             weights_only=True))
+        scheduler.load_state_dict(torch.load(folder / SCHEDULER, weights_only=True))
+        if scaler is not None and (folder / SCALER).is_file():
+            scaler.load_state_dict(torch.load(folder / SCALER, weights_only=True))
+        set_rng_state(torch.load(folder / RNG, weights_only=True))
+    except FileNotFoundError as exc:
+        raise RunError(f"{folder}: incomplete checkpoint ({Path(exc.filename).name} "
+                       "missing)") from None
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise RunError(f"{folder}: cannot restore the training state ({exc})") from None
+    return state

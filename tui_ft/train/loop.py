@@ -1,0 +1,427 @@
+"""The training loop. It owns no UI: everything it has to say goes to the run
+folder (metrics.jsonl, status.json, checkpoints/) and to an optional callback.
+Losses are token-weighted over each optimizer step (padding and masked prompt
+tokens count for nothing), and steps that log nothing never wait for the device."""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from ..config import TrainConfig
+from ..data.batches import IGNORE_INDEX, Example, batch_order, collate, encode_records
+from ..data.styles import load_styles
+from ..errors import TuiFtError
+from ..model.precision import pick_device
+from ..model.weights import load_model
+from . import checkpoints as ckpt
+from .data import config_splits
+from .monitor import EarlyStopping, OverfitMonitor, load_monitor_state, monitor_state
+from .run import Run, now_iso
+
+
+class TrainingError(TuiFtError):
+    """Training cannot start or cannot go on (bad data, non-finite loss, out of memory)."""
+
+
+class _StopRequested(Exception):
+    pass
+
+
+def lr_lambda(kind: str, warmup: int, total: int) -> Callable[[int], float]:
+    """Multiplier of the peak learning rate at a step, as Hugging Face's schedules."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return step / max(1, warmup)
+        if kind in ("constant", "constant_with_warmup"):
+            return 1.0
+        progress = (step - warmup) / max(1, total - warmup)
+        if kind == "cosine":
+            return max(0.0, 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
+        return max(0.0, 1.0 - progress)  # linear
+
+    return factor
+
+
+def set_dropout(model: torch.nn.Module, p: float) -> None:
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = p
+        if hasattr(module, "dropout") and isinstance(module.dropout, float):
+            module.dropout = p
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on matrices and embeddings, not on biases and LayerNorm (as HF)."""
+    decay, no_decay = [], []
+    for _, p in model.named_parameters():
+        if p.requires_grad:
+            (decay if p.dim() >= 2 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
+
+
+class Trainer:
+    """Runs one training run into `run`. `stop_at_step` stops as a stop request
+    would, right after that step (tests use it to cut a run at a known place)."""
+
+    def __init__(self, config: TrainConfig, run: Run, *, resume_from: Path | None = None,
+                 on_event: Callable[[dict], None] | None = None,
+                 stop_at_step: int | None = None) -> None:
+        self.config = config
+        self.run_dir = run
+        self.resume_from = resume_from
+        self.on_event = on_event
+        self.stop_at_step = stop_at_step
+        self.stop_signalled = False
+
+    # -- events ----------------------------------------------------------------------
+
+    def emit(self, record: dict) -> None:
+        self.run_dir.append_metrics(record)
+        if self.on_event is not None:
+            self.on_event(record)
+
+    def _stop_requested(self) -> bool:
+        return self.stop_signalled or self.run_dir.stop_path.exists()
+
+    # -- set-up ----------------------------------------------------------------------
+
+    def _load_data(self, context: int):
+        c = self.config
+        splits, errors = config_splits(c)
+        if not splits.train:
+            raise TrainingError(f"{c.dataset}: no training record (check the file and "
+                                "split_ratios)")
+        max_length = c.max_length or context
+        if max_length > context:
+            raise TrainingError(f"max_length {max_length} exceeds the model's context "
+                                f"({context}); set max_length to {context} or less")
+        style = load_styles().get(c.prompt_style)
+        train = encode_records(splits.train, style, mask_prompt=c.mask_prompt,
+                               max_length=max_length)
+        val = encode_records(splits.val, style, mask_prompt=c.mask_prompt,
+                             max_length=max_length)
+        self.emit({"step": 0, "epoch": 0.0, "event": "data", "train": len(train),
+                   "val": len(val), "test": len(splits.test), "bad_records": len(errors),
+                   "truncated": sum(e.truncated for e in train + val),
+                   "max_length": max_length})
+        return train, val
+
+    def _autocast(self, device: torch.device):
+        c = self.config
+        if c.bf16:
+            return torch.autocast(device.type, dtype=torch.bfloat16)
+        if c.fp16:
+            return torch.autocast(device.type, dtype=torch.float16)
+        return torch.autocast(device.type, enabled=False)
+
+    # -- the run -------------------------------------------------------------------------
+
+    def train(self) -> str:
+        """Train to the end (or to a stop request). Returns the final state."""
+        previous = signal.getsignal(signal.SIGTERM)
+
+        def on_sigterm(signum, frame):
+            self.stop_signalled = True
+
+        try:
+            signal.signal(signal.SIGTERM, on_sigterm)
+        except ValueError:  # not the main thread: the STOP file still works
+            previous = None
+        try:
+            return self._train()
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+    def _train(self) -> str:
+        c = self.config
+        run = self.run_dir
+        device = pick_device(c.device)
+        if c.fp16 and device.type != "cuda":
+            raise TrainingError("fp16 needs a CUDA device; use bf16 or fp32 on "
+                                f"{device.type}")
+        torch.manual_seed(c.seed)
+        ckpt.remove_partial(run)
+
+        if self.resume_from is not None:
+            # The steps after the checkpoint are run again: their old lines go.
+            run.truncate_metrics_after(ckpt.read_trainer_state(self.resume_from)["global_step"])
+        source = str(self.resume_from) if self.resume_from is not None else c.model
+        model, info = load_model(source, device=device)
+        if c.gradient_checkpointing:
+            model.config = replace(model.config, activation_checkpointing=True)
+        set_dropout(model, c.dropout)
+        train, val = self._load_data(model.config.context_length)
+
+        lengths = [len(e.input_ids) for e in train]
+        micro_per_epoch = math.ceil(len(train) / c.per_device_train_batch_size)
+        steps_per_epoch = math.ceil(micro_per_epoch / c.gradient_accumulation_steps)
+        total_steps = (c.max_steps if c.max_steps > 0
+                       else math.ceil(steps_per_epoch * c.num_train_epochs))
+        warmup = c.warmup_steps or math.ceil(c.warmup_ratio * total_steps)
+
+        fused = device.type == "cuda"
+        optimizer = torch.optim.AdamW(param_groups(model, c.weight_decay), lr=c.learning_rate,
+                                      betas=(c.adam_beta1, c.adam_beta2), eps=c.adam_epsilon,
+                                      fused=fused)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lr_lambda(c.lr_scheduler_type, warmup, total_steps))
+        scaler = torch.amp.GradScaler("cuda") if c.fp16 else None
+
+        monitor = OverfitMonitor(c.overfit_patience, c.overfit_min_delta)
+        stopper = (EarlyStopping(c.early_stopping_patience, c.early_stopping_threshold,
+                                 c.greater_is_better)
+                   if c.early_stopping_patience else None)
+        state = {"global_step": 0, "epoch_index": 0, "micro_in_epoch": 0, "best_metric": None,
+                 "best_checkpoint": None, "best_step": None, "log_loss_sum": 0.0,
+                 "log_tokens": 0, "log_steps": 0, "eval_loss_sum": 0.0, "eval_tokens": 0,
+                 "last_eval_step": None, "last_save_step": None}
+        if self.resume_from is not None:
+            saved = ckpt.load_training_state(self.resume_from, optimizer=optimizer,
+                                             scheduler=scheduler, scaler=scaler, device=device)
+            state.update({k: v for k, v in saved.items() if k in state})
+            load_monitor_state(monitor, saved.get("monitor", {}))
+            if stopper is not None:
+                stopper.load_state_dict(saved.get("early_stopping") or {})
+            self.emit({"step": state["global_step"], "epoch": state["global_step"] /
+                       steps_per_epoch, "event": "resumed",
+                       "checkpoint": self.resume_from.name})
+
+        run.write_status(state="running", step=state["global_step"], total_steps=total_steps,
+                         steps_per_epoch=steps_per_epoch, model=info.describe(),
+                         device=str(device), precision=c.precision, error=None,
+                         best_checkpoint=state["best_checkpoint"], started_at=now_iso())
+        self.emit({"step": state["global_step"], "epoch": state["global_step"] /
+                   steps_per_epoch, "event": "start", "total_steps": total_steps,
+                   "steps_per_epoch": steps_per_epoch, "device": str(device),
+                   "precision": c.precision, "parameters": model.num_parameters()})
+
+        self.model, self.optimizer, self.scheduler, self.scaler = model, optimizer, scheduler, scaler
+        self.monitor, self.stopper, self.state = monitor, stopper, state
+        self.device, self.steps_per_epoch, self.total_steps = device, steps_per_epoch, total_steps
+        self.val = val
+        try:
+            final = self._loop(train, lengths, micro_per_epoch)
+        except _StopRequested:
+            final = "stopped"
+        except torch.OutOfMemoryError:
+            raise TrainingError(
+                f"out of GPU memory at per_device_train_batch_size "
+                f"{c.per_device_train_batch_size} and max_length {c.max_length or 'context'}: "
+                "halve the batch size (raise gradient_accumulation_steps to keep the same "
+                "effective batch), shorten max_length, use bf16, or turn on "
+                "gradient_checkpointing") from None
+        self._finish(final)
+        return final
+
+    def _loop(self, train: list[Example], lengths: list[int], micro_per_epoch: int) -> str:
+        c, s = self.config, self.state
+        model, optimizer, scheduler, scaler = self.model, self.optimizer, self.scheduler, self.scaler
+        device = self.device
+        ga = c.gradient_accumulation_steps
+        pin = device.type == "cuda"
+        log_loss = torch.zeros((), device=device)
+        eval_loss = torch.zeros((), device=device)
+        nonfinite = torch.zeros((), dtype=torch.bool, device=device)
+        log_tokens = s["log_tokens"]
+        # Losses accumulated before a resume continue in the same windows.
+        log_loss += s["log_loss_sum"]
+        eval_loss += s["eval_loss_sum"]
+        seen_tokens = 0
+        t_log = time.perf_counter()
+        model.train()
+        epoch = s["epoch_index"]
+        while s["global_step"] < self.total_steps:
+            order = batch_order(lengths, c.per_device_train_batch_size, seed=c.seed,
+                                epoch=epoch, shuffle=True, group_by_length=c.group_by_length)
+            micro = s["micro_in_epoch"]
+            while micro < len(order) and s["global_step"] < self.total_steps:
+                window = [[train[j] for j in b] for b in order[micro:micro + ga]]
+                micro += len(window)
+                targets = sum(e.n_targets for b in window for e in b)
+                for examples in window:
+                    batch = collate(examples, device=device, pin_memory=pin)
+                    with self._autocast(device):
+                        logits = model(batch["input_ids"])
+                    loss_sum = F.cross_entropy(logits.float().view(-1, logits.size(-1)),
+                                               batch["labels"].view(-1),
+                                               ignore_index=IGNORE_INDEX, reduction="sum")
+                    loss = loss_sum / max(1, targets)
+                    (scaler.scale(loss) if scaler is not None else loss).backward()
+                    detached = loss_sum.detach()
+                    nonfinite |= ~torch.isfinite(detached)
+                    log_loss += detached
+                    eval_loss += detached
+                    seen_tokens += int(sum(len(e.input_ids) for e in examples))
+                if scaler is not None:
+                    scaler.unscale_(optimizer)
+                if c.max_grad_norm > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), c.max_grad_norm)
+                if scaler is not None:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                s["global_step"] += 1
+                s["epoch_index"], s["micro_in_epoch"] = epoch, micro
+                log_tokens += targets
+                s["eval_tokens"] += targets
+                s["log_steps"] += 1
+                step = s["global_step"]
+                epoch_f = epoch + micro / max(1, micro_per_epoch)
+                end_of_epoch = micro >= len(order)
+                last = step >= self.total_steps
+
+                if step % c.logging_steps == 0 or last:
+                    now = time.perf_counter()
+                    self._check_finite(nonfinite, step)
+                    train_loss = (log_loss / max(1, log_tokens)).item()
+                    self.emit({"step": step, "epoch": round(epoch_f, 4),
+                               "train_loss": train_loss,
+                               "lr": scheduler.get_last_lr()[0],
+                               "tokens_per_s": round(seen_tokens / max(1e-9, now - t_log), 1)})
+                    self.run_dir.write_status(step=step, epoch=round(epoch_f, 4),
+                                              train_loss=train_loss, durable=False)
+                    log_loss.zero_()
+                    log_tokens, s["log_steps"], seen_tokens, t_log = 0, 0, 0, now
+                s["log_tokens"] = log_tokens
+
+                evaluate = (c.eval_strategy == "steps" and step % c.eval_steps == 0) or \
+                           (c.eval_strategy == "epoch" and end_of_epoch) or \
+                           (c.eval_strategy != "no" and last)
+                stop_early = False
+                if evaluate:
+                    self._check_finite(nonfinite, step)
+                    window_train = (eval_loss / max(1, s["eval_tokens"])).item()
+                    eval_loss.zero_()
+                    s["eval_tokens"] = 0
+                    stop_early = self._evaluate(step, epoch_f, window_train)
+                save = (c.save_strategy == "steps" and step % c.save_steps == 0) or \
+                       (c.save_strategy == "epoch" and end_of_epoch) or last or stop_early
+                stopping = self._stop_requested() or step == self.stop_at_step
+                if save or stopping:
+                    self._check_finite(nonfinite, step)
+                    s["log_loss_sum"] = float(log_loss.item())
+                    s["eval_loss_sum"] = float(eval_loss.item())
+                    self._save(step, epoch_f, evaluated=evaluate)
+                if stop_early:
+                    self.emit({"step": step, "epoch": round(epoch_f, 4),
+                               "event": "early_stopping",
+                               "patience": c.early_stopping_patience})
+                    return "finished"
+                if stopping:
+                    self.emit({"step": step, "epoch": round(epoch_f, 4), "event": "stopped"})
+                    raise _StopRequested
+            if micro >= len(order):
+                epoch += 1
+                s["micro_in_epoch"] = 0
+                s["epoch_index"] = epoch
+        return "finished"
+
+    def _check_finite(self, flag: torch.Tensor, step: int) -> None:
+        if bool(flag.item()):
+            last = self.run_dir.checkpoints()
+            keep = f"; the last good checkpoint is {last[-1].name}" if last else ""
+            raise TrainingError(
+                f"the loss became NaN or infinite by step {step}: lower learning_rate, "
+                f"check the data, or use bf16 instead of fp16{keep}")
+
+    @torch.no_grad()
+    def _evaluate(self, step: int, epoch_f: float, window_train: float) -> bool:
+        """Validation loss over the whole validation split; returns True when early
+        stopping says stop."""
+        c, s, model = self.config, self.state, self.model
+        if not self.val:
+            return False
+        model.eval()
+        total = torch.zeros((), device=self.device)
+        targets = 0
+        # Sorted by length so each batch pads little; the order does not change the sum.
+        order = sorted(range(len(self.val)), key=lambda i: len(self.val[i].input_ids))
+        for start in range(0, len(order), c.per_device_eval_batch_size):
+            examples = [self.val[i] for i in order[start:start + c.per_device_eval_batch_size]]
+            batch = collate(examples, device=self.device)
+            with self._autocast(self.device):
+                logits = model(batch["input_ids"])
+            total += F.cross_entropy(logits.float().view(-1, logits.size(-1)),
+                                     batch["labels"].view(-1), ignore_index=IGNORE_INDEX,
+                                     reduction="sum")
+            targets += sum(e.n_targets for e in examples)
+        model.train()
+        val_loss = (total / max(1, targets)).item()
+        if not math.isfinite(val_loss):
+            raise TrainingError(f"the validation loss is NaN or infinite at step {step}")
+        s["last_eval_step"] = step
+        s["last_metric"] = val_loss
+        self.emit({"step": step, "epoch": round(epoch_f, 4), "val_loss": val_loss,
+                   "train_loss_window": window_train})
+        better = s["best_metric"] is None or (
+            val_loss > s["best_metric"] if c.greater_is_better else val_loss < s["best_metric"])
+        if better:
+            s["best_metric"], s["best_step"] = val_loss, step
+        event = self.monitor.update(step, val_loss, window_train)
+        if event is not None:
+            if event["event"] == "overfitting":
+                event["best_checkpoint"] = self._best_checkpoint_name()
+            event.setdefault("epoch", round(epoch_f, 4))
+            self.emit(event)
+            self.run_dir.write_status(overfitting=event if event["event"] == "overfitting"
+                                      else None)
+        return self.stopper is not None and self.stopper.update(val_loss)
+
+    def _best_checkpoint_name(self) -> str | None:
+        """The checkpoint holding the best evaluation so far, if it was saved."""
+        best_step = self.state["best_step"]
+        for c in self.run_dir.checkpoints():
+            if c.step == best_step:
+                return c.name
+        return self.state["best_checkpoint"]
+
+    def _save(self, step: int, epoch_f: float, *, evaluated: bool) -> None:
+        c, s = self.config, self.state
+        if evaluated and s["best_step"] == step:
+            s["best_checkpoint"] = f"checkpoint-{step}"
+        s["last_save_step"] = step
+        trainer_state = dict(s)
+        trainer_state.update({"epoch": epoch_f, "total_steps": self.total_steps,
+                              "monitor": monitor_state(self.monitor),
+                              "early_stopping": (self.stopper.state_dict()
+                                                 if self.stopper else None),
+                              "saved_at": now_iso()})
+        info = ckpt.save_checkpoint(self.run_dir, step, model=self.model,
+                                    optimizer=self.optimizer, scheduler=self.scheduler,
+                                    scaler=self.scaler, trainer_state=trainer_state)
+        keep = {s["best_checkpoint"]} if s["best_checkpoint"] else set()
+        removed = ckpt.rotate(self.run_dir, c.save_total_limit, keep)
+        self.emit({"step": step, "epoch": round(epoch_f, 4), "event": "checkpoint",
+                   "checkpoint": info.name, "best_checkpoint": s["best_checkpoint"],
+                   "removed": removed})
+        self.run_dir.write_status(step=step, best_checkpoint=s["best_checkpoint"],
+                                  best_metric=s["best_metric"], last_checkpoint=info.name)
+
+    def _finish(self, final: str) -> None:
+        c, s = self.config, self.state
+        status = {"state": final, "step": s["global_step"], "finished_at": now_iso(),
+                  "best_checkpoint": s["best_checkpoint"], "best_metric": s["best_metric"]}
+        if c.load_best_model_at_end and s["best_checkpoint"] and final == "finished":
+            # Every later use of the run (responses, export) takes this checkpoint.
+            status["final_checkpoint"] = s["best_checkpoint"]
+            self.emit({"step": s["global_step"], "event": "best_model_loaded",
+                       "checkpoint": s["best_checkpoint"], "metric": s["best_metric"]})
+        else:
+            last = self.run_dir.checkpoints()
+            status["final_checkpoint"] = last[-1].name if last else None
+        self.emit({"step": s["global_step"], "event": "end", "state": final})
+        self.run_dir.write_status(**status)
