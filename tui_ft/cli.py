@@ -18,6 +18,7 @@ commands:
   tui-ft train [CONFIG.yaml]      train (foreground; --detach for background)
   tui-ft runs                     list runs; attach RUN follows one, stop RUN stops one
   tui-ft responses RUN            answer the test split, into RUN/responses.jsonl
+  tui-ft grades export RUN OUT    write the graded responses as JSONL
   tui-ft generate -m M -p TEXT    continue a prompt with a model
   tui-ft export SOURCE OUT_DIR    write a model in Hugging Face GPT-2 layout
 
@@ -142,6 +143,23 @@ def _add_train_commands(sub: argparse._SubParsersAction) -> None:
     resp.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
+def _add_grades_commands(sub: argparse._SubParsersAction) -> None:
+    grades = sub.add_parser("grades", help="export or summarise a run's grades",
+                            description="The grades given in the Grading screen.")
+    grades_sub = grades.add_subparsers(dest="grades_command", metavar="{export,summary}")
+    grades_sub.required = True
+    export = grades_sub.add_parser(
+        "export", help="write graded responses as JSONL",
+        description="Write one JSON object per response: id, instruction, input, expected, "
+                    "response, grade (correct/wrong/ungraded), note, run, checkpoint, "
+                    "graded_at. The file is written atomically.")
+    export.add_argument("run", help="run folder or name")
+    export.add_argument("out", help="the JSONL file to write")
+    summary = grades_sub.add_parser("summary", help="counts and accuracy")
+    summary.add_argument("run", help="run folder or name")
+    summary.add_argument("--json", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tui-ft",
@@ -156,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_commands(sub)
     _add_model_commands(sub)
     _add_train_commands(sub)
+    _add_grades_commands(sub)
     sub.add_parser("styles", help="list prompt styles",
                    description="List the built-in prompt styles and those in your config "
                                "folder, with any errors in your style files.")
@@ -176,6 +195,10 @@ def main(argv: list[str] | None = None) -> int:
             from .commands import train
 
             return train.run(args)
+        if args.command == "grades":
+            from .commands import grades
+
+            return grades.run(args)
         if args.command == "generate":
             from .commands import generate
 

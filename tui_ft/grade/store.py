@@ -1,0 +1,169 @@
+"""The grade journal: every mark and note is one line appended to RUN/grades.jsonl,
+flushed and fsynced before the mark is shown, so killing the app loses nothing
+already on screen. The current grades are the journal replayed (the last word on
+each response wins); two sessions on one run append under a lock and each re-reads
+the other's lines, so nothing is lost or counted twice. Export writes JSONL
+atomically, each line tied to the run and checkpoint that produced the answer."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import TuiFtError
+from ..settings import write_atomic
+from ..train.run import Run, now_iso
+
+GRADES = ("correct", "wrong")
+
+
+class GradeError(TuiFtError):
+    """A grade that cannot be recorded or exported."""
+
+
+@dataclass
+class Grade:
+    grade: str | None = None  # "correct", "wrong" or None (ungraded)
+    note: str = ""
+    graded_at: str | None = None
+
+
+def _key(response_id: str, checkpoint: str | None) -> tuple[str, str]:
+    return (response_id, checkpoint or "")
+
+
+class GradeStore:
+    """Grades of one run's responses. `refresh()` picks up lines other sessions wrote."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.path = run.grades_path
+        self.session = uuid.uuid4().hex[:12]
+        self._grades: dict[tuple[str, str], Grade] = {}
+        self._offset = 0
+        self.skipped_lines = 0
+        self.refresh()
+
+    # -- reading --------------------------------------------------------------------
+
+    def refresh(self) -> int:
+        """Replay journal lines written since the last read; returns how many."""
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self._offset)
+                data = f.read()
+        except FileNotFoundError:
+            return 0
+        end = data.rfind(b"\n")
+        if end < 0:
+            return 0
+        self._offset += end + 1
+        count = 0
+        for line in data[:end].split(b"\n"):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+                self._apply(entry)
+                count += 1
+            except (ValueError, KeyError, TypeError):
+                # A torn or foreign line: skipped, never fatal.
+                self.skipped_lines += 1
+        return count
+
+    def _apply(self, entry: dict) -> None:
+        key = _key(str(entry["id"]), entry.get("checkpoint"))
+        grade = self._grades.setdefault(key, Grade())
+        if "grade" in entry:
+            value = entry["grade"]
+            if value not in GRADES and value is not None:
+                raise ValueError(value)
+            grade.grade = value
+            grade.graded_at = entry.get("at")
+        if "note" in entry:
+            grade.note = str(entry["note"])
+
+    def get(self, response_id: str, checkpoint: str | None) -> Grade:
+        return self._grades.get(_key(response_id, checkpoint), Grade())
+
+    # -- writing --------------------------------------------------------------------
+
+    def _append(self, entry: dict) -> None:
+        line = (json.dumps(entry, ensure_ascii=False) + "\n").encode("utf-8")
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise GradeError(f"{self.path}: cannot write the grade ({exc.strerror})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                size = os.fstat(fd).st_size
+                if size:
+                    # A line torn by a crash must not swallow this one.
+                    last = os.pread(fd, 1, size - 1)
+                    if last != b"\n":
+                        line = b"\n" + line
+                written = os.write(fd, line)
+                if written != len(line):
+                    raise GradeError(f"{self.path}: the disk took only part of the grade")
+                os.fsync(fd)
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        except OSError as exc:
+            raise GradeError(f"{self.path}: cannot write the grade ({exc.strerror})") from None
+        finally:
+            os.close(fd)
+        # Our own line (and anything another session wrote before it) is read back.
+        self.refresh()
+
+    def mark(self, response_id: str, checkpoint: str | None, grade: str | None) -> Grade:
+        """Record `grade` (correct, wrong, or None to clear) on disk, then return it."""
+        if grade is not None and grade not in GRADES:
+            raise GradeError(f"unknown grade {grade!r} (expected correct or wrong)")
+        self._append({"id": response_id, "checkpoint": checkpoint, "grade": grade,
+                      "at": now_iso(), "session": self.session})
+        return self.get(response_id, checkpoint)
+
+    def set_note(self, response_id: str, checkpoint: str | None, note: str) -> Grade:
+        self._append({"id": response_id, "checkpoint": checkpoint, "note": note,
+                      "at": now_iso(), "session": self.session})
+        return self.get(response_id, checkpoint)
+
+    # -- summaries and export -----------------------------------------------------------
+
+    def counts(self, responses: list[dict]) -> dict:
+        correct = wrong = 0
+        for r in responses:
+            g = self.get(str(r["id"]), r.get("checkpoint")).grade
+            correct += g == "correct"
+            wrong += g == "wrong"
+        graded = correct + wrong
+        return {"total": len(responses), "correct": correct, "wrong": wrong,
+                "ungraded": len(responses) - graded,
+                "accuracy": correct / graded if graded else None}
+
+    def export_rows(self, responses: list[dict]) -> list[dict]:
+        rows = []
+        for r in responses:
+            g = self.get(str(r["id"]), r.get("checkpoint"))
+            rows.append({"id": r["id"], "instruction": r.get("instruction", ""),
+                         "input": r.get("input", ""), "expected": r.get("expected", ""),
+                         "response": r.get("response", ""), "grade": g.grade or "ungraded",
+                         "note": g.note, "run": r.get("run") or self.run.name,
+                         "checkpoint": r.get("checkpoint"), "graded_at": g.graded_at})
+        return rows
+
+    def export(self, responses: list[dict], out: Path) -> dict:
+        """Write the graded responses to `out` as JSONL, atomically."""
+        rows = self.export_rows(responses)
+        text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        try:
+            write_atomic(Path(out), text)
+        except OSError as exc:
+            raise GradeError(f"{out}: cannot write the export ({exc.strerror or exc}); "
+                             "nothing was changed") from None
+        return {"path": str(out), **self.counts(responses)}
