@@ -12,6 +12,7 @@ from . import __version__
 EPILOG = """\
 commands:
   tui-ft                          open the app on the default configuration
+  tui-ft RUN                      open the app on a run (a folder, or a name from 'runs')
   tui-ft data inspect PATH        check a dataset: records, errors, splits, token lengths
   tui-ft data preview PATH -i N   show record N as the model is trained on it
   tui-ft styles                   list the prompt styles (built-in and your own)
@@ -162,7 +163,7 @@ def _add_grades_commands(sub: argparse._SubParsersAction) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="tui-ft",
+        prog="tui-ft", usage="tui-ft [options] [RUN | COMMAND ...]",
         description="Instruction fine-tuning of GPT-2-family models, in the terminal.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"tui-ft {__version__}")
@@ -170,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="TUI: ignore the mouse (saves bandwidth over SSH)")
     parser.add_argument("--dataset", metavar="PATH",
                         help="TUI: open this dataset file (default: the shipped sample data)")
+    parser.add_argument("--config", metavar="YAML",
+                        help="TUI: start from these training parameters")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_data_commands(sub)
     _add_model_commands(sub)
@@ -181,8 +184,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_TOP_OPTIONS_WITH_VALUE = {"--dataset", "--config"}
+
+
+def _split_run_argument(parser: argparse.ArgumentParser, argv: list[str]):
+    """`tui-ft RUN` opens the app on a run: take a first positional that is not a
+    command out of argv (argparse would call it an invalid choice)."""
+    commands = set()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            commands = set(action.choices)
+    skip = False
+    for i, arg in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if arg in _TOP_OPTIONS_WITH_VALUE:
+            skip = True
+            continue
+        if arg.startswith("-"):
+            continue
+        if arg in commands:
+            return argv, None
+        return argv[:i] + argv[i + 1:], arg
+    return argv, None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    argv, run_name = _split_run_argument(parser, argv)
     args = parser.parse_args(argv)
     from .errors import TuiFtError
 
@@ -216,7 +247,14 @@ def main(argv: list[str] | None = None) -> int:
         from .ui.app import run_app
 
         dataset = Path(args.dataset).expanduser() if args.dataset else None
-        return run_app(mouse=not args.no_mouse, dataset_path=dataset)
+        config = Path(args.config).expanduser() if args.config else None
+        run_path = None
+        if run_name:
+            from .commands.train import find_run
+
+            run_path = find_run(run_name).path
+        return run_app(mouse=not args.no_mouse, dataset_path=dataset, config_path=config,
+                       run=run_path)
     except TuiFtError as exc:
         print(f"tui-ft: error: {exc}", file=sys.stderr)
         return 1

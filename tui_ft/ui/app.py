@@ -8,22 +8,52 @@ from pathlib import Path
 from textual.app import App
 from textual.binding import Binding
 
-from ..paths import default_dataset
+from ..config import TrainConfig
 from ..settings import load_settings, save_setting
+from ..train.run import Run
 from .screens.datasets import DatasetsScreen
+from .state import AppState
 from .themes import DEFAULT_THEME, load_themes
+
+
+def _params_screen():
+    from .screens.params import ParamsScreen
+
+    return ParamsScreen()
+
+
+def _training_screen():
+    from .screens.training import TrainingScreen
+
+    return TrainingScreen()
+
+
+def _grading_screen():
+    from .screens.grading import GradingScreen
+
+    return GradingScreen()
 
 
 class TuiFtApp(App):
     TITLE = "tui-ft"
     BINDINGS = [
         Binding("1", "switch_mode('datasets')", "Datasets"),
+        Binding("2", "switch_mode('params')", "Parameters"),
+        Binding("3", "switch_mode('training')", "Training"),
+        Binding("4", "switch_mode('grading')", "Grading"),
         Binding("q", "quit", "Quit"),
     ]
 
-    def __init__(self, dataset_path: Path | None = None, **kwargs) -> None:
+    def __init__(self, *, config: TrainConfig | None = None, config_path: Path | None = None,
+                 run: Run | None = None, dataset_path: Path | None = None,
+                 start_mode: str | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.dataset_path = dataset_path if dataset_path is not None else default_dataset()
+        if config is None:
+            config = TrainConfig.load(run.config_path) if run is not None else TrainConfig()
+        if dataset_path is not None:
+            config = TrainConfig.from_dict({**config.to_dict(), "dataset": str(dataset_path)})
+        self.state = AppState(config=config, config_path=config_path, run=run)
+        self.start_mode = start_mode or ("training" if run is not None else "datasets")
         self.startup_warnings: list[str] = []
         themes, errors = load_themes()
         self.startup_warnings.extend(errors)
@@ -39,11 +69,28 @@ class TuiFtApp(App):
                                              f"{DEFAULT_THEME}")
             wanted = DEFAULT_THEME if DEFAULT_THEME in self.available_themes else "textual-dark"
         self.theme = wanted
-        self.add_mode("datasets", lambda: DatasetsScreen(self.dataset_path))
+        self.add_mode("datasets", lambda: DatasetsScreen(self.state.config.dataset_path()))
+        self.add_mode("params", _params_screen)
+        self.add_mode("training", _training_screen)
+        self.add_mode("grading", _grading_screen)
+
+    @property
+    def dataset_path(self) -> Path | None:
+        return self.state.config.dataset_path()
+
+    def set_config(self, config: TrainConfig, path: Path | None = None) -> None:
+        """Replace the shared configuration; each screen reads it when it comes to
+        the front (on_screen_resume), so nothing else needs telling."""
+        self.state.config = config
+        if path is not None:
+            self.state.config_path = path
+
+    def select_run(self, run: Run | None) -> None:
+        self.state.run = run
 
     def on_mount(self) -> None:
         self.theme_changed_signal.subscribe(self, self._remember_theme)
-        self.switch_mode("datasets")
+        self.switch_mode(self.start_mode)
         for warning in self.startup_warnings:
             self.notify(warning, severity="warning", markup=False)
 
@@ -55,11 +102,16 @@ class TuiFtApp(App):
                         markup=False)
 
 
-def create_app(dataset_path: Path | None = None) -> TuiFtApp:
+def create_app(dataset_path: Path | None = None, *, config_path: Path | None = None,
+               run: Path | None = None, start_mode: str | None = None) -> TuiFtApp:
     """The app factory the CLI and the tests share."""
-    return TuiFtApp(dataset_path=dataset_path)
+    config = TrainConfig.load(config_path) if config_path is not None else None
+    return TuiFtApp(config=config, config_path=config_path,
+                    run=Run.open(run) if run is not None else None,
+                    dataset_path=dataset_path, start_mode=start_mode)
 
 
-def run_app(*, mouse: bool = True, dataset_path: Path | None = None) -> int:
-    create_app(dataset_path).run(mouse=mouse)
+def run_app(*, mouse: bool = True, dataset_path: Path | None = None,
+            config_path: Path | None = None, run: Path | None = None) -> int:
+    create_app(dataset_path, config_path=config_path, run=run).run(mouse=mouse)
     return 0
