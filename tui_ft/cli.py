@@ -169,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tui-ft {__version__}")
     parser.add_argument("--no-mouse", action="store_true",
                         help="TUI: ignore the mouse (saves bandwidth over SSH)")
+    parser.add_argument("--low-bandwidth", action="store_true",
+                        help="TUI: for slow SSH links (charts redraw every 5 s, no animations)")
     parser.add_argument("--dataset", metavar="PATH",
                         help="TUI: open this dataset file (default: the shipped sample data)")
     parser.add_argument("--config", metavar="YAML",
@@ -254,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
 
             run_path = find_run(run_name).path
         return run_app(mouse=not args.no_mouse, dataset_path=dataset, config_path=config,
-                       run=run_path)
+                       run=run_path, low_bandwidth=args.low_bandwidth)
     except TuiFtError as exc:
         print(f"tui-ft: error: {exc}", file=sys.stderr)
         return 1

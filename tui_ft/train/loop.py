@@ -86,6 +86,8 @@ class Trainer:
     # -- events ----------------------------------------------------------------------
 
     def emit(self, record: dict) -> None:
+        # Wall time lets a reader that attaches later work out speed and ETA.
+        record.setdefault("time", round(time.time(), 3))
         self.run_dir.append_metrics(record)
         if self.on_event is not None:
             self.on_event(record)

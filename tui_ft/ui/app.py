@@ -37,17 +37,20 @@ def _grading_screen():
 class TuiFtApp(App):
     TITLE = "tui-ft"
     BINDINGS = [
-        Binding("1", "switch_mode('datasets')", "Datasets"),
-        Binding("2", "switch_mode('params')", "Parameters"),
-        Binding("3", "switch_mode('training')", "Training"),
-        Binding("4", "switch_mode('grading')", "Grading"),
+        Binding("1", "switch_mode('datasets')", "Data", tooltip="Datasets screen"),
+        Binding("2", "switch_mode('params')", "Params", tooltip="Parameters screen"),
+        Binding("3", "switch_mode('training')", "Train", tooltip="Training screen"),
+        Binding("4", "switch_mode('grading')", "Grade", tooltip="Grading screen"),
         Binding("q", "quit", "Quit"),
     ]
 
     def __init__(self, *, config: TrainConfig | None = None, config_path: Path | None = None,
                  run: Run | None = None, dataset_path: Path | None = None,
-                 start_mode: str | None = None, **kwargs) -> None:
+                 start_mode: str | None = None, low_bandwidth: bool = False,
+                 **kwargs) -> None:
         super().__init__(**kwargs)
+        # Over a slow link: charts redraw every 5 s instead of every second.
+        self.low_bandwidth = low_bandwidth
         if config is None:
             config = TrainConfig.load(run.config_path) if run is not None else TrainConfig()
         if dataset_path is not None:
@@ -103,15 +106,23 @@ class TuiFtApp(App):
 
 
 def create_app(dataset_path: Path | None = None, *, config_path: Path | None = None,
-               run: Path | None = None, start_mode: str | None = None) -> TuiFtApp:
+               run: Path | None = None, start_mode: str | None = None,
+               low_bandwidth: bool = False) -> TuiFtApp:
     """The app factory the CLI and the tests share."""
     config = TrainConfig.load(config_path) if config_path is not None else None
     return TuiFtApp(config=config, config_path=config_path,
                     run=Run.open(run) if run is not None else None,
-                    dataset_path=dataset_path, start_mode=start_mode)
+                    dataset_path=dataset_path, start_mode=start_mode,
+                    low_bandwidth=low_bandwidth)
 
 
 def run_app(*, mouse: bool = True, dataset_path: Path | None = None,
-            config_path: Path | None = None, run: Path | None = None) -> int:
-    create_app(dataset_path, config_path=config_path, run=run).run(mouse=mouse)
+            config_path: Path | None = None, run: Path | None = None,
+            low_bandwidth: bool = False) -> int:
+    if low_bandwidth:
+        import os
+
+        os.environ.setdefault("TEXTUAL_ANIMATIONS", "none")
+    create_app(dataset_path, config_path=config_path, run=run,
+               low_bandwidth=low_bandwidth).run(mouse=mouse)
     return 0

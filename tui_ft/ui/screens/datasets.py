@@ -31,6 +31,14 @@ from ..widgets.record_list import RecordList
 MAX_ERRORS_LISTED = 500
 
 
+def context_length(model: str) -> int:
+    """The context of a preset (no torch needed); GPT-2's 1024 for anything else."""
+    from ...model.presets import get_preset
+
+    preset = get_preset(model)
+    return preset.context_length if preset is not None else 1024
+
+
 class PathSuggester(Suggester):
     """Completes a file path from what is on disk: the first entry of the folder
     that starts with what was typed (folders get a trailing slash)."""
@@ -183,6 +191,35 @@ class DatasetsScreen(Screen):
                     yield Static(id="side-body", markup=False)
         yield Static(id="dataset-info", markup=False)
         yield Footer()
+
+    def on_screen_resume(self) -> None:
+        """Follow the shared configuration (edited on the Parameters screen)."""
+        config = self.app.state.config
+        max_length = config.max_length or context_length(config.model)
+        restyle = config.prompt_style != self.style_name and config.prompt_style in \
+            self.catalog.styles
+        changed = restyle or config.mask_prompt != self.mask_prompt or \
+            max_length != self.max_length
+        self.mask_prompt, self.max_length = config.mask_prompt, max_length
+        self.seed, self.ratios = config.split_seed, tuple(config.split_ratios)
+        if restyle:
+            self.query_one("#style-select", Select).value = config.prompt_style
+        path = config.dataset_path()
+        if path is not None and path != self.dataset_path:
+            self.query_one("#dataset-path", Input).value = str(path)
+            self.open_dataset(path)
+        elif changed:
+            self.show_preview(self.query_one(RecordList).cursor)
+            self._refresh_info()
+
+    def _update_config(self, **changes) -> None:
+        from ...config import ConfigError, TrainConfig
+
+        try:
+            config = TrainConfig.from_dict({**self.app.state.config.to_dict(), **changes})
+        except ConfigError:
+            return  # the Parameters screen shows the problem; keep what works
+        self.app.set_config(config)
 
     def on_mount(self) -> None:
         self.query_one("#record-list").border_title = "records"
@@ -386,7 +423,9 @@ class DatasetsScreen(Screen):
     def _path_submitted(self, event: Input.Submitted) -> None:
         value = event.value.strip()
         if value:
-            self.open_dataset(Path(os.path.expanduser(value)))
+            path = Path(os.path.expanduser(value))
+            self.open_dataset(path)
+            self._update_config(dataset=str(path))
             self.query_one(RecordList).focus()
 
     @on(Select.Changed, "#style-select")
@@ -394,6 +433,7 @@ class DatasetsScreen(Screen):
         if event.value is Select.NULL or event.value == self.style_name:
             return
         self.style_name = str(event.value)
+        self._update_config(prompt_style=self.style_name)
         self._restyle()
 
     def _restyle(self) -> None:
@@ -411,6 +451,7 @@ class DatasetsScreen(Screen):
 
     def action_toggle_mask(self) -> None:
         self.mask_prompt = not self.mask_prompt
+        self._update_config(mask_prompt=self.mask_prompt)
         self.show_preview(self.query_one(RecordList).cursor)
 
     def action_toggle_errors(self) -> None:
