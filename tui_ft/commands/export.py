@@ -1,0 +1,37 @@
+"""`tui-ft export SOURCE OUT_DIR`: write a model (preset, checkpoint, run or foreign
+weights) in Hugging Face GPT-2 layout, loadable by `GPT2LMHeadModel.from_pretrained`."""
+
+from __future__ import annotations
+
+import sys
+
+from ..text import visible
+
+
+def run(args) -> int:
+    from ..model.download import TerminalProgress
+    from ..model.weights import check_export_target, export_hf, load_model
+
+    # Refuse before loading (and perhaps downloading) anything.
+    out = check_export_target(args.out_dir)
+    progress = TerminalProgress(f"downloading {visible(args.source, keep_newlines=False)}")
+    try:
+        model, info = load_model(args.source, device="cpu", progress=progress)
+    finally:
+        progress.close()
+    written = export_hf(model, out)
+    print(f"exported {visible(info.describe(), keep_newlines=False)}")
+    print(f"to {visible(str(out), keep_newlines=False)}:")
+    width = max(len(p.name) for p in written)
+    for path in written:
+        print(f"  {path.name:<{width}}  {_size(path.stat().st_size):>9}")
+    print(f"load it with: GPT2LMHeadModel.from_pretrained({str(out)!r})")
+    sys.stdout.flush()
+    return 0
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
