@@ -1,0 +1,263 @@
+"""The training-memory estimate for the parameters on screen: weights, gradients,
+optimizer state, activations and the peak, for the chosen model, precision, batch
+size and sequence length. Worked out in a thread after the typing pauses; the model's
+shape comes from its preset or from a config file beside its weights (never torch)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.text import Text
+from textual import work
+from textual.message import Message
+from textual.widgets import Static
+from textual.worker import get_current_worker
+
+from ...text import visible
+
+DEBOUNCE_S = 0.25
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What the estimate needs of a GPTConfig, without importing torch (gpt.py does)."""
+
+    vocab_size: int
+    context_length: int
+    n_embd: int
+    n_layer: int
+    n_head: int
+    dropout: float = 0.0
+
+    def n_params(self) -> int:
+        # The same count as GPTConfig.n_params (tied embeddings counted once).
+        d, L, V, T = self.n_embd, self.n_layer, self.vocab_size, self.context_length
+        return L * (12 * d * d + 13 * d) + 2 * d + V * d + T * d
+
+
+@dataclass(frozen=True)
+class EstimateRequest:
+    """The parameters the estimate depends on; `invalid` names those with problems."""
+
+    model: str
+    precision: str
+    batch_size: int
+    max_length: int | None
+    gradient_accumulation_steps: int = 1
+    gradient_checkpointing: bool = False
+    dropout: float = 0.0
+    device: str = "auto"
+    invalid: tuple[str, ...] = ()
+
+    @classmethod
+    def from_values(cls, values: dict, invalid=()) -> "EstimateRequest":
+        precision = "bf16" if values["bf16"] else "fp16" if values["fp16"] else "fp32"
+        names = ("model", "bf16", "fp16", "per_device_train_batch_size", "max_length",
+                 "gradient_accumulation_steps", "gradient_checkpointing", "dropout")
+        return cls(model=values["model"], precision=precision,
+                   batch_size=values["per_device_train_batch_size"],
+                   max_length=values["max_length"],
+                   gradient_accumulation_steps=values["gradient_accumulation_steps"],
+                   gradient_checkpointing=values["gradient_checkpointing"],
+                   dropout=values["dropout"], device=values["device"],
+                   invalid=tuple(n for n in names if n in invalid))
+
+
+@dataclass(frozen=True)
+class EstimateResult:
+    request: EstimateRequest
+    label: str = ""  # the model, as shown
+    estimate: object = None  # a MemoryEstimate, or None with `reason`
+    reason: str = ""
+    is_error: bool = False
+
+
+def model_shape(model: str, dropout: float = 0.0) -> tuple[ModelShape | None, str]:
+    """The shape of `model` (a preset, or a folder or file with a config beside it),
+    and how to name it; (None, why) when it cannot be known without loading it."""
+    from ...model import hf_layout
+    from ...model.presets import get_preset
+    from ...paths import runs_dir
+
+    preset = get_preset(model)
+    if preset is not None:
+        return ModelShape(**preset.config_dict(), dropout=dropout), model
+    text = model.strip()
+    if not text:
+        return None, "no model given"
+    path = Path(text).expanduser()
+    if not path.exists() and "/" not in text and (runs_dir() / text).is_dir():
+        path = runs_dir() / text
+    if not path.exists():
+        return None, f"'{visible(text, keep_newlines=False)}' is not a preset and not a file"
+    if path.is_file():
+        candidates = [path.with_name("model_config.json"), path.with_name("config.json")]
+    else:
+        candidates = [path / "model_config.json", path / "config.json"]
+        # A run: every checkpoint of it has the same shape.
+        candidates += sorted(path.glob("checkpoints/checkpoint-*/model_config.json"))[:1]
+        candidates += sorted(path.glob("checkpoint-*/model_config.json"))[:1]
+    for candidate in candidates:
+        try:
+            data = json.loads(candidate.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            continue
+        try:
+            if candidate.name == "config.json":
+                data = hf_layout.config_kwargs_from_hf(data)
+            shape = ModelShape(**{k: int(data[k]) for k in (
+                "vocab_size", "context_length", "n_embd", "n_layer", "n_head")},
+                dropout=dropout)
+        except Exception:  # a config of another kind: keep looking
+            continue
+        return shape, visible(path.name or text, keep_newlines=False)
+    return None, f"{visible(path.name or text, keep_newlines=False)}: unknown until loaded"
+
+
+def compute(request: EstimateRequest) -> EstimateResult:
+    """The estimate for `request` (plain arithmetic plus a config file read)."""
+    from ...model.memory import estimate_memory
+
+    if request.invalid:
+        return EstimateResult(request, reason="waiting for a valid "
+                              + ", ".join(request.invalid))
+    shape, label = model_shape(request.model, request.dropout)
+    if shape is None:
+        return EstimateResult(request, reason=label)
+    seq_len = request.max_length or shape.context_length
+    if seq_len > shape.context_length:
+        return EstimateResult(request, label=label, is_error=True,
+                              reason=f"max_length {seq_len} exceeds {label}'s context "
+                                     f"({shape.context_length}): training would refuse it")
+    try:
+        estimate = estimate_memory(
+            shape, precision=request.precision, batch_size=request.batch_size,
+            seq_len=seq_len, training=True,
+            activation_checkpointing=request.gradient_checkpointing,
+            gradient_accumulation_steps=request.gradient_accumulation_steps,
+            device_type="cpu" if request.device.strip().lower() == "cpu" else "cuda")
+    except (ValueError, TypeError) as exc:
+        return EstimateResult(request, label=label, is_error=True, reason=str(exc))
+    return EstimateResult(request, label=label, estimate=estimate)
+
+
+def _bytes(n: int) -> str:
+    """At most 8 characters (12.3 GiB, 852 MiB, 27.7 MiB), so the parts fit 80 columns."""
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            value = n / size
+            return f"{value:.0f} {unit}" if value >= 100 and unit != "GiB" else \
+                f"{value:.1f} {unit}"
+    return f"{n} B"
+
+
+class MemoryEstimatePanel(Static):
+    """Two lines: the peak per device, then its parts. `request()` it as often as the
+    form changes: it waits for a pause, then works in a thread."""
+
+    COMPONENT_CLASSES = {"memory-estimate--total", "memory-estimate--error",
+                         "memory-estimate--muted"}
+    DEFAULT_CSS = """
+    MemoryEstimatePanel {
+        height: auto;
+        min-height: 2;
+        max-height: 3;
+        padding: 0 1;
+        background: $boost;
+    }
+    MemoryEstimatePanel > .memory-estimate--total {
+        text-style: bold;
+        color: $text-accent;
+    }
+    MemoryEstimatePanel > .memory-estimate--error {
+        color: $text-error;
+    }
+    MemoryEstimatePanel > .memory-estimate--muted {
+        color: $text-muted;
+    }
+    """
+
+    class Computed(Message):
+        def __init__(self, result: EstimateResult) -> None:
+            super().__init__()
+            self.result = result
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(Text("memory estimate ..."), markup=False, **kwargs)
+        self.wanted: EstimateRequest | None = None
+        self.result: EstimateResult | None = None
+        self._timer = None
+
+    def on_mount(self) -> None:
+        self.app.theme_changed_signal.subscribe(self, self._theme_changed)
+
+    def _theme_changed(self, _theme) -> None:
+        # The text carries the colours of the theme it was drawn in.
+        def redraw() -> None:
+            if self.result is not None:
+                self.update(self.render_result(self.result))
+
+        self.call_after_refresh(redraw)
+
+    def request(self, request: EstimateRequest) -> None:
+        if request == self.wanted:
+            return
+        self.wanted = request
+        if self._timer is not None:
+            self._timer.stop()
+        self._timer = self.set_timer(DEBOUNCE_S, self._start)
+
+    def _start(self) -> None:
+        self._timer = None
+        if self.wanted is not None:
+            self._compute(self.wanted)
+
+    @work(thread=True, exclusive=True, group="memory-estimate", exit_on_error=False)
+    def _compute(self, request: EstimateRequest) -> None:
+        result = compute(request)
+        if not get_current_worker().is_cancelled:
+            self.post_message(self.Computed(result))
+
+    def on_memory_estimate_panel_computed(self, message: Computed) -> None:
+        message.stop()
+        if message.result.request != self.wanted:
+            return  # stale: the parameters changed again meanwhile
+        self.result = message.result
+        text = self.render_result(message.result)
+        if text.plain != self.plain() or text.spans != getattr(self.content, "spans", None):
+            self.update(text)
+
+    @property
+    def ready(self) -> bool:
+        """Whether what is shown is for the latest request."""
+        return self.result is not None and self.result.request == self.wanted
+
+    def render_result(self, result: EstimateResult) -> Text:
+        total = self.get_component_rich_style("memory-estimate--total", partial=True)
+        error = self.get_component_rich_style("memory-estimate--error", partial=True)
+        muted = self.get_component_rich_style("memory-estimate--muted", partial=True)
+        request = result.request
+        text = Text()
+        text.append("Memory ")
+        if result.estimate is None:
+            text.append(result.reason, error if result.is_error else muted)
+            return text
+        e = result.estimate
+        label = result.label if len(result.label) <= 24 else "\u2026" + result.label[-23:]
+        extras = ""
+        if request.gradient_accumulation_steps > 1:
+            extras += f" \u00b7 accum {request.gradient_accumulation_steps}"
+        if request.gradient_checkpointing:
+            extras += " \u00b7 ckpt"
+        text.append(f"{label} \u00b7 {e.precision} \u00b7 batch {e.batch_size}\u00d7{e.seq_len}"
+                    f"{extras}: ")
+        text.append(f"total \u2248 {_bytes(e.total)}", total)
+        text.append(f" ({e.n_params / 1e6:.0f}M params)", muted)
+        text.append(f"\nweights {_bytes(e.weights)}, gradients {_bytes(e.gradients)}, "
+                    f"optimizer {_bytes(e.optimizer)}, activations {_bytes(e.activations)}")
+        return text
+
+    def plain(self) -> str:
+        return str(self.content)
