@@ -83,7 +83,8 @@ class GradeStore:
             if value not in GRADES and value is not None:
                 raise ValueError(value)
             grade.grade = value
-            grade.graded_at = entry.get("at")
+            # A cleared grade has no time of grading (an export says "ungraded", null).
+            grade.graded_at = entry.get("at") if value is not None else None
         if "note" in entry:
             grade.note = str(entry["note"])
 

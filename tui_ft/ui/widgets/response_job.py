@@ -1,0 +1,173 @@
+"""The Grading screen's side of response generation, with no Textual in it: the
+detached `tui-ft responses` process (its own session, output to a log file in the
+run folder, never a pipe) and the response file the screen reads (the growing
+partial file while generation runs, re-read only when it changes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ...grade.responses import partial_path, read_responses
+from ...settings import write_atomic
+from ...train.run import Run, now_iso, pid_alive
+
+JOB_FILE = "responses-job.json"
+LOG_FILE = "responses.log"
+
+
+def _is_generator(pid: int) -> bool:
+    """The process `pid` is alive and is a `responses` command (not a recycled pid)."""
+    if not pid_alive(pid):
+        return False
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"responses" in f.read()
+    except OSError:
+        return True  # no /proc: trust the pid
+
+
+@dataclass
+class GenerationJob:
+    """One `tui-ft responses` process. `proc` is set when this session started it;
+    a job found through the job file (another session's) has only its pid."""
+
+    run: Run
+    pid: int
+    checkpoint: str
+    started_at: str
+    proc: subprocess.Popen | None = None
+    returncode: int | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.run.path / LOG_FILE
+
+    @classmethod
+    def start(cls, run: Run, checkpoint: str) -> "GenerationJob":
+        """Start generation for `checkpoint` (a checkpoint name) and return at once."""
+        cmd = [sys.executable, "-m", "tui_ft.cli", "responses", str(run.path),
+               "--checkpoint", checkpoint]
+        log_path = run.path / LOG_FILE
+        with open(log_path, "ab") as log, open(os.devnull, "rb") as devnull:
+            log.write(f"[{now_iso()}] {' '.join(cmd[2:])}\n".encode())
+            log.flush()
+            proc = subprocess.Popen(cmd, stdin=devnull, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True, close_fds=True,
+                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        job = cls(run, proc.pid, checkpoint, now_iso(), proc)
+        try:
+            write_atomic(run.path / JOB_FILE, json.dumps(
+                {"pid": job.pid, "checkpoint": checkpoint, "started_at": job.started_at}) + "\n",
+                durable=False)
+        except OSError:
+            pass  # only other sessions miss it; this one holds the process
+        return job
+
+    @classmethod
+    def find(cls, run: Run) -> "GenerationJob | None":
+        """The generation another session started on `run`, while it still runs."""
+        try:
+            data = json.loads((run.path / JOB_FILE).read_text(encoding="utf-8"))
+            pid = int(data["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if not _is_generator(pid):
+            return None
+        return cls(run, pid, str(data.get("checkpoint", "")), str(data.get("started_at", "")))
+
+    def poll(self) -> int | None:
+        """None while it runs, else its exit status (-1: another session's, unknown)."""
+        if self.returncode is not None:
+            return self.returncode
+        if self.proc is not None:
+            code = self.proc.poll()
+            if code is None:
+                return None
+            self.returncode = code
+        elif _is_generator(self.pid):
+            return None
+        else:
+            self.returncode = -1
+        self._forget()
+        return self.returncode
+
+    def _forget(self) -> None:
+        path = self.run.path / JOB_FILE
+        try:
+            if int(json.loads(path.read_text(encoding="utf-8"))["pid"]) == self.pid:
+                path.unlink()
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+
+    def error_text(self) -> str:
+        """Why it failed, from the end of the log (the CLI's 'error:' line if any)."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(max(0, os.fstat(f.fileno()).st_size - 8192))
+                tail = f.read().decode("utf-8", "replace")
+        except OSError:
+            return f"see {self.log_path}"
+        lines = [line.strip() for line in tail.replace("\r", "\n").splitlines() if line.strip()]
+        for line in reversed(lines):
+            if "error:" in line:
+                return line.split("error:", 1)[1].strip() + f" (log: {self.log_path})"
+        return (lines[-1] if lines else "no output") + f" (log: {self.log_path})"
+
+
+class ResponseFeed:
+    """The responses the screen shows: the partial file while generation runs (or
+    when an interrupted one left only that), else RUN/responses.jsonl. `reload()`
+    reads again only when the file changed (path, inode, size or mtime)."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.path: Path | None = None
+        self.responses: list[dict] = []
+        self._signature: tuple | None = None
+
+    def choose(self, generating: bool) -> Path | None:
+        partial = partial_path(self.run)
+        final = self.run.responses_path
+        if generating and partial.exists():
+            return partial
+        if final.exists():
+            return final
+        return partial if partial.exists() else None
+
+    @property
+    def is_partial(self) -> bool:
+        return self.path is not None and self.path.name.endswith(".partial")
+
+    def reload(self, generating: bool) -> bool:
+        """Re-read the responses if anything changed; True when they did."""
+        path = self.choose(generating)
+        try:
+            st = path.stat() if path is not None else None
+        except OSError:
+            st = None
+        signature = (path, st.st_ino, st.st_size, st.st_mtime_ns) if st else (path,)
+        if signature == self._signature:
+            return False
+        self._signature = signature
+        self.path = path
+        self.responses = read_responses(path) if path is not None else []
+        return True
+
+
+def count_test_records(run: Run) -> int | None:
+    """How many records generation will answer (the run's test split); None when the
+    run's data cannot be read. Reads the dataset: call it off the UI thread."""
+    from ...config import TrainConfig
+    from ...errors import TuiFtError
+    from ...train.data import config_splits
+
+    try:
+        splits, _ = config_splits(TrainConfig.load(run.config_path))
+    except (TuiFtError, OSError, ValueError):
+        return None
+    return len(splits.test)

@@ -1,0 +1,147 @@
+"""One test record and the model's answer: the instruction and input above, the
+expected output and the model's response side by side (stacked on a narrow
+terminal). Every field is untrusted text, shown literally: a Rich `Text` (no markup)
+with control characters and bidirectional overrides made visible; long lines wrap."""
+
+from __future__ import annotations
+
+import re
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Static
+
+from ...text import visible
+
+# Bidirectional embedding/override/isolate controls reorder the text around them
+# (and, on terminals that honour them, the panel borders too): show them as code
+# points. Ordinary right-to-left letters are left alone.
+_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def shown(text: object) -> str:
+    """Untrusted text as it may be drawn: control and bidi characters made visible,
+    tabs expanded to 4 columns (Textual's 8 waste the narrow columns)."""
+    out = visible(text if isinstance(text, str) else str(text))
+    out = _BIDI.sub(lambda m: f"<U+{ord(m.group()):04X}>", out)
+    return out.expandtabs(4)
+
+
+def literal(text: object, *, empty: str = "(empty)", muted: str = "") -> Text:
+    """A `Text` that shows `text` literally, or a muted placeholder when it is blank."""
+    value = text if isinstance(text, str) else ("" if text is None else str(text))
+    if not value:
+        return Text(empty, style=muted)
+    if not value.strip():
+        return Text(f"(blank: {len(value)} white-space characters)", style=muted)
+    return Text(shown(value), overflow="fold")
+
+
+class ResponseView(Vertical):
+    """Shows one response record (`show`) or a message in its place (`show_message`)."""
+
+    COMPONENT_CLASSES = {"response-view--label", "response-view--muted"}
+    DEFAULT_CSS = """
+    ResponseView {
+        height: 1fr;
+    }
+    ResponseView > .response-view--label {
+        color: $text-accent;
+        text-style: bold;
+    }
+    ResponseView > .response-view--muted {
+        color: $text-muted;
+        text-style: italic;
+    }
+    ResponseView #prompt-panel {
+        height: auto;
+        max-height: 40%;
+        border: round $panel-lighten-2;
+        border-title-color: $text-muted;
+        padding: 0 1;
+    }
+    ResponseView #answer-columns {
+        height: 1fr;
+    }
+    ResponseView .answer-panel {
+        width: 1fr;
+        height: 1fr;
+        border: round $panel-lighten-2;
+        border-title-color: $text-muted;
+        padding: 0 1;
+    }
+    ResponseView #response-panel.-correct {
+        border: round $success;
+        border-title-color: $success;
+    }
+    ResponseView #response-panel.-wrong {
+        border: round $error;
+        border-title-color: $error;
+    }
+    ResponseView.-stacked #answer-columns {
+        layout: vertical;
+    }
+    ResponseView Static {
+        width: 1fr;
+    }
+    """
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="prompt-panel", can_focus=False):
+            yield Static(id="prompt-text", markup=False)
+        with Horizontal(id="answer-columns"):
+            with VerticalScroll(id="expected-panel", classes="answer-panel", can_focus=False):
+                yield Static(id="expected-text", markup=False)
+            with VerticalScroll(id="response-panel", classes="answer-panel", can_focus=False):
+                yield Static(id="response-text", markup=False)
+
+    def on_mount(self) -> None:
+        self.query_one("#prompt-panel").border_title = "instruction"
+        self.query_one("#expected-panel").border_title = "expected"
+        self.query_one("#response-panel").border_title = "response"
+
+    def _muted(self):
+        return self.get_component_rich_style("response-view--muted", partial=True)
+
+    def show(self, record: dict, grade: str | None = None) -> None:
+        self.query_one("#prompt-panel").border_title = "instruction"
+        muted = self._muted()
+        label = self.get_component_rich_style("response-view--label", partial=True)
+        prompt = literal(record.get("instruction"), muted=muted)
+        if record.get("input"):
+            prompt.append("\n")
+            prompt.append("input ", label)
+            prompt.append_text(literal(record.get("input"), muted=muted))
+        self.query_one("#prompt-text", Static).update(prompt)
+        self.query_one("#expected-text", Static).update(
+            literal(record.get("expected"), muted=muted))
+        self.query_one("#response-text", Static).update(
+            literal(record.get("response"), muted=muted))
+        self.set_grade(grade)
+        for scroller in self.query(VerticalScroll):
+            scroller.scroll_home(animate=False)
+
+    def set_grade(self, grade: str | None) -> None:
+        panel = self.query_one("#response-panel")
+        panel.set_class(grade == "correct", "-correct")
+        panel.set_class(grade == "wrong", "-wrong")
+        panel.border_title = {"correct": "response \u2713 correct",
+                              "wrong": "response \u2717 wrong"}.get(grade or "", "response")
+
+    def show_message(self, message: str) -> None:
+        self.query_one("#prompt-panel").border_title = "grading"
+        self.query_one("#prompt-text", Static).update(Text(shown(message)))
+        self.query_one("#expected-text", Static).update(Text(""))
+        self.query_one("#response-text", Static).update(Text(""))
+        self.set_grade(None)
+
+    def scroll_answers(self, pages: int) -> None:
+        """Scroll the expected and response columns together by `pages` pages."""
+        for panel in self.query(".answer-panel"):
+            height = max(1, panel.scrollable_content_region.height - 1)
+            panel.scroll_relative(y=pages * height, animate=False)
+
+    def text_of(self, part: str) -> str:
+        """What panel `part` (prompt, expected, response) shows, as plain text."""
+        return str(self.query_one(f"#{part}-text", Static).content)
