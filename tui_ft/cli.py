@@ -175,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="TUI: open this dataset file (default: the shipped sample data)")
     parser.add_argument("--config", metavar="YAML",
                         help="TUI: start from these training parameters")
+    parser.add_argument("--screen", choices=["datasets", "params", "training", "grading"],
+                        help="TUI: the screen to open on (default: datasets, or training "
+                             "for a RUN)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_data_commands(sub)
     _add_model_commands(sub)
@@ -186,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_TOP_OPTIONS_WITH_VALUE = {"--dataset", "--config"}
+_TOP_OPTIONS_WITH_VALUE = {"--dataset", "--config", "--screen"}
 
 
 def _split_run_argument(parser: argparse.ArgumentParser, argv: list[str]):
@@ -256,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
 
             run_path = find_run(run_name).path
         return run_app(mouse=not args.no_mouse, dataset_path=dataset, config_path=config,
-                       run=run_path, low_bandwidth=args.low_bandwidth)
+                       run=run_path, low_bandwidth=args.low_bandwidth,
+                       start_mode=args.screen)
     except TuiFtError as exc:
         print(f"tui-ft: error: {exc}", file=sys.stderr)
         return 1

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import re
 
-# C0 controls except tab and newline, DEL, and the C1 range (0x80-0x9f: 0x9b is CSI).
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# C0 controls except tab and newline, DEL, the C1 range (0x80-0x9f: 0x9b is CSI), and
+# the bidirectional controls that reorder what is drawn (embeddings, overrides,
+# isolates, marks): shown as code points, so text cannot disguise itself.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u061c\u202a-\u202e"
+                      r"\u2066-\u2069]")
 
 
 def _picture(match: re.Match) -> str:

@@ -184,10 +184,18 @@ class Run:
         return value if isinstance(value, dict) else {}
 
     def write_status(self, *, durable: bool = True, **fields) -> dict:
-        status = self.read_status()
-        status.update(fields)
-        status["updated_at"] = now_iso()
-        write_atomic(self.status_path, json.dumps(status, indent=2) + "\n", durable=durable)
+        """Update some fields of status.json. Read, change and replace happen under a
+        lock, so a trainer and a responses job writing at once lose nothing."""
+        import fcntl
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / ".status.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            status = self.read_status()
+            status.update(fields)
+            status["updated_at"] = now_iso()
+            write_atomic(self.status_path, json.dumps(status, indent=2) + "\n",
+                         durable=durable)
         return status
 
     def state(self) -> str:

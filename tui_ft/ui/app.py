@@ -118,11 +118,11 @@ def create_app(dataset_path: Path | None = None, *, config_path: Path | None = N
 
 def run_app(*, mouse: bool = True, dataset_path: Path | None = None,
             config_path: Path | None = None, run: Path | None = None,
-            low_bandwidth: bool = False) -> int:
+            low_bandwidth: bool = False, start_mode: str | None = None) -> int:
     if low_bandwidth:
         import os
 
         os.environ.setdefault("TEXTUAL_ANIMATIONS", "none")
-    create_app(dataset_path, config_path=config_path, run=run,
+    create_app(dataset_path, config_path=config_path, run=run, start_mode=start_mode,
                low_bandwidth=low_bandwidth).run(mouse=mouse)
     return 0

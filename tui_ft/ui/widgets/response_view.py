@@ -5,7 +5,6 @@ with control characters and bidirectional overrides made visible; long lines wra
 
 from __future__ import annotations
 
-import re
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -14,18 +13,11 @@ from textual.widgets import Static
 
 from ...text import visible
 
-# Bidirectional embedding/override/isolate controls reorder the text around them
-# (and, on terminals that honour them, the panel borders too): show them as code
-# points. Ordinary right-to-left letters are left alone.
-_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-
 
 def shown(text: object) -> str:
     """Untrusted text as it may be drawn: control and bidi characters made visible,
     tabs expanded to 4 columns (Textual's 8 waste the narrow columns)."""
-    out = visible(text if isinstance(text, str) else str(text))
-    out = _BIDI.sub(lambda m: f"<U+{ord(m.group()):04X}>", out)
-    return out.expandtabs(4)
+    return visible(text if isinstance(text, str) else str(text)).expandtabs(4)
 
 
 def literal(text: object, *, empty: str = "(empty)", muted: str = "") -> Text:
