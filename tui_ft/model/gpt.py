@@ -6,47 +6,12 @@ generation. Parameter names follow Hugging Face's GPT-2 so weights map one to on
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-@dataclass(frozen=True)
-class GPTConfig:
-    vocab_size: int = 50257
-    context_length: int = 1024
-    n_embd: int = 768
-    n_layer: int = 12
-    n_head: int = 12
-    dropout: float = 0.0
-    layer_norm_eps: float = 1e-5
-    # Recompute each block's activations in the backward pass (saves memory on the
-    # large sizes at about a third more compute).
-    activation_checkpointing: bool = False
-
-    def __post_init__(self):
-        if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
-
-    @property
-    def head_dim(self) -> int:
-        return self.n_embd // self.n_head
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "GPTConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-    def n_params(self, include_embeddings: bool = True) -> int:
-        d, L, V, T = self.n_embd, self.n_layer, self.vocab_size, self.context_length
-        per_block = 12 * d * d + 13 * d  # attn 4d^2+4d, mlp 8d^2+5d, two LayerNorms 4d
-        total = L * per_block + 2 * d + V * d + T * d
-        return total if include_embeddings else total - V * d - T * d
+from .shape import GPTConfig  # noqa: F401  (re-exported: the model's config lives with it)
 
 
 class KVCache:
@@ -95,7 +60,15 @@ class CausalSelfAttention(nn.Module):
             cache.v[layer][:, :, start:start + T] = v
             k = cache.k[layer][:, :, :start + T]
             v = cache.v[layer][:, :, :start + T]
-        if attn_mask is None:
+        if attn_mask is None and k.size(2) > T:
+            # Continuing a cache: SDPA's is_causal aligns the mask top-left (query i
+            # would see only keys 0..i), so the queries, which sit at the end, need
+            # the bottom-right alignment written out; one query may see every key.
+            if T > 1:
+                attn_mask = torch.ones(T, k.size(2), dtype=torch.bool,
+                                       device=x.device).tril(diagonal=k.size(2) - T)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
+        elif attn_mask is None:
             # Causal over the block itself: the flash / memory-efficient kernels.
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
         else:
