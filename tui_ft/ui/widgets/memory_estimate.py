@@ -15,26 +15,10 @@ from textual.message import Message
 from textual.widgets import Static
 from textual.worker import get_current_worker
 
+from ...model.shape import GPTConfig
 from ...text import visible
 
 DEBOUNCE_S = 0.25
-
-
-@dataclass(frozen=True)
-class ModelShape:
-    """What the estimate needs of a GPTConfig, without importing torch (gpt.py does)."""
-
-    vocab_size: int
-    context_length: int
-    n_embd: int
-    n_layer: int
-    n_head: int
-    dropout: float = 0.0
-
-    def n_params(self) -> int:
-        # The same count as GPTConfig.n_params (tied embeddings counted once).
-        d, L, V, T = self.n_embd, self.n_layer, self.vocab_size, self.context_length
-        return L * (12 * d * d + 13 * d) + 2 * d + V * d + T * d
 
 
 @dataclass(frozen=True)
@@ -74,7 +58,7 @@ class EstimateResult:
     is_error: bool = False
 
 
-def model_shape(model: str, dropout: float = 0.0) -> tuple[ModelShape | None, str]:
+def model_shape(model: str, dropout: float = 0.0) -> tuple[GPTConfig | None, str]:
     """The shape of `model` (a preset, or a folder or file with a config beside it),
     and how to name it; (None, why) when it cannot be known without loading it."""
     from ...model import hf_layout
@@ -83,7 +67,7 @@ def model_shape(model: str, dropout: float = 0.0) -> tuple[ModelShape | None, st
 
     preset = get_preset(model)
     if preset is not None:
-        return ModelShape(**preset.config_dict(), dropout=dropout), model
+        return GPTConfig(**preset.config_dict(), dropout=dropout), model
     text = model.strip()
     if not text:
         return None, "no model given"
@@ -107,7 +91,7 @@ def model_shape(model: str, dropout: float = 0.0) -> tuple[ModelShape | None, st
         try:
             if candidate.name == "config.json":
                 data = hf_layout.config_kwargs_from_hf(data)
-            shape = ModelShape(**{k: int(data[k]) for k in (
+            shape = GPTConfig(**{k: int(data[k]) for k in (
                 "vocab_size", "context_length", "n_embd", "n_layer", "n_head")},
                 dropout=dropout)
         except Exception:  # a config of another kind: keep looking
