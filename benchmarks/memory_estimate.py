@@ -70,30 +70,47 @@ def _step(model, optimizer, ids, precision, device):
     return logits
 
 
-def measure_saved(model, ids, precision, device) -> int:
-    """Bytes autograd keeps for the backward pass after a forward and the loss (each
-    storage once, parameters excluded), plus the logits the loop holds."""
+_VIEW_NODES = {"TBackward0", "ViewBackward0", "TransposeBackward0", "PermuteBackward0",
+               "UnsafeViewBackward0", "ExpandBackward0"}
+
+
+def is_weight_copy(t) -> bool:
+    """A tensor that is (a view of) autocast's low-precision cast of a parameter: its
+    autograd history is view ops, then a cast, then the parameter itself."""
+    fn = t.grad_fn
+    while fn is not None and type(fn).__name__ in _VIEW_NODES:
+        fn = fn.next_functions[0][0]
+    return (fn is not None and type(fn).__name__ == "ToCopyBackward0"
+            and any(f is not None and type(f).__name__ == "AccumulateGrad"
+                    for f, _ in fn.next_functions))
+
+
+def measure_saved(model, ids, precision, device) -> tuple[int, int]:
+    """(activations, weight copies): bytes autograd keeps for the backward pass after a
+    forward and the loss, each storage once and parameters excluded, plus the logits
+    the loop holds; autocast's casts of the weights counted apart."""
     import torch
 
     from tui_ft.model.gpt import lm_loss
 
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
     storages: dict[int, int] = {}
+    copies: dict[int, int] = {}
 
     def pack(t):
         s = t.untyped_storage()
         if s.data_ptr() not in params:
-            storages[s.data_ptr()] = s.nbytes()
+            (copies if is_weight_copy(t) else storages)[s.data_ptr()] = s.nbytes()
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         with _autocast(device, precision):
             logits = model(ids)
-        loss = lm_loss(logits, ids)
+        loss = lm_loss(logits, ids.roll(-1, dims=1))
     s = logits.untyped_storage()
     storages.setdefault(s.data_ptr(), s.nbytes())
     del loss, logits
-    return sum(storages.values())
+    return sum(storages.values()), sum(copies.values())
 
 
 def measure_cpu_peak(model, optimizer, ids, precision, device) -> int | None:
@@ -129,7 +146,8 @@ def run_case(preset_name, precision, batch, seq_len, device, profile_cpu) -> dic
     config = GPTConfig(**preset.config_dict())
     if seq_len > config.context_length:
         seq_len = config.context_length
-    estimate = estimate_memory(config, precision=precision, batch_size=batch, seq_len=seq_len)
+    estimate = estimate_memory(config, precision=precision, batch_size=batch, seq_len=seq_len,
+                               device_type=device.type)
     row = {"preset": preset_name, "precision": precision, "batch": batch,
            "seq_len": seq_len, "device": str(device), "estimate": estimate.to_dict()}
     t0 = time.perf_counter()
@@ -143,7 +161,8 @@ def run_case(preset_name, precision, batch, seq_len, device, profile_cpu) -> dic
     measured["weights"] = _nbytes(model.parameters())
     measured["optimizer"] = sum(_nbytes(v for v in state.values() if torch.is_tensor(v))
                                 for state in optimizer.state.values())
-    measured["activations"] = measure_saved(model, ids, precision, device)
+    measured["activations"], measured["weight_copies"] = measure_saved(model, ids, precision,
+                                                                        device)
     model.zero_grad(set_to_none=True)
     if device.type == "cuda":
         torch.cuda.synchronize()
