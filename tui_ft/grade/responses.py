@@ -81,31 +81,36 @@ def generate_responses(run: Run, *, checkpoint: str = "best", split: str = "test
     settings["stop_strings"] = list(gen.stop_strings)
 
     partial = partial_path(run)
-    correct = stopped = done = 0
+    prompts = [encode(style.prompt(r)) for r in records]
+    counts = {"correct": 0, "stopped": 0, "done": 0}
     with open(partial, "w", encoding="utf-8") as out:
-        for start in range(0, len(records), batch_size):
-            chunk = records[start:start + batch_size]
-            prompts = [encode(style.prompt(r)) for r in chunk]
-            results = generate(model, prompts, gen, batch_size=batch_size)
-            for record, result in zip(chunk, results):
-                match = exact_match(result.text, record.output)
-                correct += match
-                stopped += result.finish_reason != "length"
-                out.write(json.dumps({
-                    "id": record.id, "instruction": record.instruction, "input": record.input,
-                    "expected": record.output, "response": result.text,
-                    "run": run.name, "checkpoint": chosen.name, "split": split,
-                    "finish_reason": result.finish_reason, "exact_match": match,
-                    "generation": settings, "generated_at": now_iso(),
-                }, ensure_ascii=False) + "\n")
+
+        def save(index: int, result) -> None:
+            # Each answer is on disk as soon as its batch finishes, so grading can
+            # start before the last one is generated.
+            record = records[index]
+            match = exact_match(result.text, record.output)
+            counts["correct"] += match
+            counts["stopped"] += result.finish_reason != "length"
+            counts["done"] += 1
+            out.write(json.dumps({
+                "id": record.id, "instruction": record.instruction, "input": record.input,
+                "expected": record.output, "response": result.text,
+                "run": run.name, "checkpoint": chosen.name, "split": split,
+                "finish_reason": result.finish_reason, "exact_match": match,
+                "generation": settings, "generated_at": now_iso(),
+            }, ensure_ascii=False) + "\n")
             out.flush()
-            done += len(chunk)
             if on_progress is not None:
-                on_progress(done, len(records))
+                on_progress(counts["done"], len(records))
+
+        # One call, so each prompt's sampling stream is keyed by its own index.
+        generate(model, prompts, gen, batch_size=batch_size, on_result=save)
         os.fsync(out.fileno())
     os.replace(partial, run.responses_path)
+    done = counts["done"]
     summary = {"path": str(run.responses_path), "checkpoint": chosen.name, "split": split,
-               "count": done, "exact_match": correct / done, "correct": correct,
-               "stopped_at_end_of_text": stopped}
+               "count": done, "exact_match": counts["correct"] / done,
+               "correct": counts["correct"], "stopped_at_end_of_text": counts["stopped"]}
     run.write_status(responses=summary)
     return summary
