@@ -43,11 +43,13 @@ class Problem:
 
 
 def _p(default, group: str, help: str, kind: type | tuple = None, *, choices=None,
-       minimum=None, maximum=None, exclusive_min: bool = False, optional: bool = False):
+       minimum=None, maximum=None, exclusive_min: bool = False, exclusive_max: bool = False,
+       optional: bool = False):
     """A config field with the metadata the validator and the form use."""
     meta = {"group": group, "help": help, "kind": kind if kind is not None else type(default),
             "choices": choices, "min": minimum, "max": maximum,
-            "exclusive_min": exclusive_min, "optional": optional}
+            "exclusive_min": exclusive_min, "exclusive_max": exclusive_max,
+            "optional": optional}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -106,9 +108,11 @@ class TrainConfig:
                               minimum=0.0, exclusive_min=True, maximum=1.0)
     weight_decay: float = _p(0.0, "optimisation", "AdamW weight decay (not on biases, norms).",
                              float, minimum=0.0, maximum=1.0)
-    adam_beta1: float = _p(0.9, "optimisation", "AdamW beta1.", float, minimum=0.0, maximum=1.0)
+    # A beta of 1 makes AdamW divide by 1 - beta ** step = 0 (torch refuses it).
+    adam_beta1: float = _p(0.9, "optimisation", "AdamW beta1.", float, minimum=0.0, maximum=1.0,
+                           exclusive_max=True)
     adam_beta2: float = _p(0.999, "optimisation", "AdamW beta2.", float, minimum=0.0,
-                           maximum=1.0)
+                           maximum=1.0, exclusive_max=True)
     adam_epsilon: float = _p(1e-8, "optimisation", "AdamW epsilon.", float, minimum=0.0,
                              exclusive_min=True)
     lr_scheduler_type: str = _p("linear", "optimisation",
@@ -344,8 +348,11 @@ def _check_range(value, meta) -> tuple[Any, str | None]:
             return value, f"must be greater than {low:g}"
         if value < low:
             return value, f"must be at least {low:g}"
-    if high is not None and value > high:
-        return value, f"must be at most {high:g}"
+    if high is not None:
+        if meta.get("exclusive_max") and value >= high:
+            return value, f"must be less than {high:g}"
+        if value > high:
+            return value, f"must be at most {high:g}"
     return value, None
 
 

@@ -104,11 +104,13 @@ def remove_partial(run: Run) -> list[str]:
 
 def rotate(run: Run, limit: int | None, keep: set[str]) -> list[str]:
     """Delete the oldest checkpoints beyond `limit`, never one named in `keep` (the
-    best). Returns the names deleted."""
+    best) and never the newest (a resume continues from it), so a limit of 1 with a
+    best that is not the newest keeps two, as Hugging Face does. Returns the names
+    deleted."""
     if not limit:
         return []
     existing = run.checkpoints()
-    deletable = [c for c in existing if c.name not in keep]
+    deletable = [c for c in existing[:-1] if c.name not in keep]
     excess = len(existing) - limit
     removed = []
     for c in deletable[:max(0, excess)]:

@@ -211,6 +211,7 @@ class Trainer:
         self.model, self.optimizer, self.scheduler, self.scaler = model, optimizer, scheduler, scaler
         self.monitor, self.stopper, self.state = monitor, stopper, state
         self.device, self.steps_per_epoch, self.total_steps = device, steps_per_epoch, total_steps
+        self.micro_per_epoch = micro_per_epoch
         self.val = val
         try:
             final = self._loop(train, lengths, micro_per_epoch)
@@ -405,7 +406,9 @@ class Trainer:
         info = ckpt.save_checkpoint(self.run_dir, step, model=self.model,
                                     optimizer=self.optimizer, scheduler=self.scheduler,
                                     scaler=self.scaler, trainer_state=trainer_state)
-        keep = {s["best_checkpoint"]} if s["best_checkpoint"] else set()
+        # The one just saved stays too (it is the newest, unless a resume from an
+        # earlier checkpoint left later ones behind).
+        keep = {info.name} | ({s["best_checkpoint"]} if s["best_checkpoint"] else set())
         removed = ckpt.rotate(self.run_dir, c.save_total_limit, keep)
         self.emit({"step": step, "epoch": round(epoch_f, 4), "event": "checkpoint",
                    "checkpoint": info.name, "best_checkpoint": s["best_checkpoint"],
@@ -415,15 +418,17 @@ class Trainer:
 
     def _finish(self, final: str) -> None:
         c, s = self.config, self.state
+        # Every metrics line has step and epoch, the closing ones too.
+        epoch = round(s["epoch_index"] + s["micro_in_epoch"] / max(1, self.micro_per_epoch), 4)
         status = {"state": final, "step": s["global_step"], "finished_at": now_iso(),
                   "best_checkpoint": s["best_checkpoint"], "best_metric": s["best_metric"]}
         if c.load_best_model_at_end and s["best_checkpoint"] and final == "finished":
             # Every later use of the run (responses, export) takes this checkpoint.
             status["final_checkpoint"] = s["best_checkpoint"]
-            self.emit({"step": s["global_step"], "event": "best_model_loaded",
+            self.emit({"step": s["global_step"], "epoch": epoch, "event": "best_model_loaded",
                        "checkpoint": s["best_checkpoint"], "metric": s["best_metric"]})
         else:
             last = self.run_dir.checkpoints()
             status["final_checkpoint"] = last[-1].name if last else None
-        self.emit({"step": s["global_step"], "event": "end", "state": final})
+        self.emit({"step": s["global_step"], "epoch": epoch, "event": "end", "state": final})
         self.run_dir.write_status(**status)

@@ -31,7 +31,9 @@ class OverfitMonitor:
             self.best_val, self.best_step, self.best_train = val_loss, step, train_loss
             self.since_best, self.first_bad_step, self.alerted = 0, None, False
             if was_alerted:
-                return {"event": "overfitting_cleared", "step": step, "val_loss": val_loss}
+                # Not "val_loss": readers chart every line that has one, and the
+                # evaluation line already holds it.
+                return {"event": "overfitting_cleared", "step": step, "best_val_loss": val_loss}
             return None
         self.since_best += 1
         if self.first_bad_step is None:
@@ -47,16 +49,17 @@ class OverfitMonitor:
             "began_at_step": self.first_bad_step,
             "best_step": self.best_step,
             "best_val_loss": self.best_val,
-            "val_loss": val_loss,
-            "train_loss": train_loss,
+            "last_val_loss": val_loss,
+            "last_train_loss": train_loss,
             "evaluations_without_improvement": self.since_best,
         }
 
     def _train_kept_falling(self) -> bool:
-        """Training loss now is below its value at the best evaluation."""
+        """Training loss now is below its value at the best evaluation by more than
+        min_delta (noise in a flat training loss is not a fall)."""
         if self.best_train is None or self.history[-1][2] is None:
             return False
-        return self.history[-1][2] < self.best_train
+        return self.history[-1][2] < self.best_train - self.min_delta
 
 
 @dataclass

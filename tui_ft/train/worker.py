@@ -57,16 +57,16 @@ def run_in_process(run: Run, *, resume: Path | None = None,
         return Trainer(config, run, resume_from=resume, on_event=on_event,
                        stop_at_step=stop_at_step).train()
     except TuiFtError as exc:
-        run.write_status(state="failed", error=str(exc), finished_at=now_iso())
-        run.append_metrics({"step": run.read_status().get("step", 0), "event": "failed",
-                            "error": str(exc)})
+        status = run.write_status(state="failed", error=str(exc), finished_at=now_iso())
+        run.append_metrics({"step": status.get("step", 0), "epoch": status.get("epoch", 0.0),
+                            "event": "failed", "error": str(exc)})
         raise
     except BaseException as exc:
         text = f"internal error: {type(exc).__name__}: {exc} (details in {run.log_path})"
         traceback.print_exc()
-        run.write_status(state="failed", error=text, finished_at=now_iso())
-        run.append_metrics({"step": run.read_status().get("step", 0), "event": "failed",
-                            "error": text})
+        status = run.write_status(state="failed", error=text, finished_at=now_iso())
+        run.append_metrics({"step": status.get("step", 0), "epoch": status.get("epoch", 0.0),
+                            "event": "failed", "error": text})
         raise
 
 
