@@ -137,8 +137,10 @@ def test_default_config_learns_and_answers_stop_at_end_of_text(tmp_path, run_cli
         "examples": [{k: l[k] for k in ("id", "expected", "response", "finish_reason")}
                      for l in lines[:5]],
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    # The committed figures change only on purpose: TUI_FT_RECORD_RESULTS=1 rewrites them.
+    if os.environ.get("TUI_FT_RECORD_RESULTS") == "1":
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print("\n" + json.dumps({k: v for k, v in result.items() if k != "examples"}, indent=2))
 
     assert status["state"] == "finished" and status["step"] == OVERRIDES["max_steps"]

@@ -16,7 +16,7 @@ from tui_ft.config import TrainConfig
 from tui_ft.text import visible
 from tui_ft.ui.app import create_app
 from tui_ft.ui.screens.params import ParamsScreen
-from tui_ft.ui.widgets.param_presets import PARAM_PRESETS
+from tui_ft.recipes import PARAM_PRESETS
 
 
 async def wait_for(pilot, condition, timeout: float = 15.0) -> None:
@@ -102,7 +102,7 @@ async def test_every_parameter_has_a_widget_of_its_kind_with_help():
                       "precision", "generation"):
             assert screen.query_one(f"#group-{group.replace(' ', '-')}")
         assert screen.form.editor("split_ratios").value == "0.85 / 0.05 / 0.1"
-        assert screen.form.editor("learning_rate").value == "5e-05"
+        assert screen.form.editor("learning_rate").value == "0.002"
         assert screen.form.editor("max_length").value == ""
         assert "valid" in summary(screen)
 

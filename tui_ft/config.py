@@ -104,7 +104,11 @@ class TrainConfig:
     gradient_accumulation_steps: int = _p(1, "optimisation",
                                           "Batches added up before each optimizer step.",
                                           int, minimum=1)
-    learning_rate: float = _p(5e-5, "optimisation", "Peak learning rate of AdamW.", float,
+    # The default suits the default model (tiny, trained from scratch); fine-tuning a
+    # pretrained GPT-2 wants about 5e-5 (the "gpt2 fine-tune" recipe sets it).
+    learning_rate: float = _p(2e-3, "optimisation",
+                              "Peak learning rate of AdamW (2e-3 for tiny from scratch; about "
+                              "5e-5 to fine-tune pretrained GPT-2).", float,
                               minimum=0.0, exclusive_min=True, maximum=1.0)
     weight_decay: float = _p(0.0, "optimisation", "AdamW weight decay (not on biases, norms).",
                              float, minimum=0.0, maximum=1.0)

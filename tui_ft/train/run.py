@@ -70,10 +70,19 @@ class MetricsTail:
         self.path = path
         self.offset = 0
         self.skipped = 0
+        self._inode = None
+        # Set when the file was rewritten (a resumed run drops the lines after its
+        # checkpoint): the reader should forget what it had and start over.
+        self.restarted = False
 
     def read(self) -> list[dict]:
         try:
             with open(self.path, "rb") as f:
+                st = os.fstat(f.fileno())
+                if self._inode is not None and (st.st_ino != self._inode
+                                                or st.st_size < self.offset):
+                    self.offset, self.restarted = 0, True
+                self._inode = st.st_ino
                 f.seek(self.offset)
                 data = f.read()
         except FileNotFoundError:
@@ -245,6 +254,12 @@ class Run:
         if not available:
             raise RunError(f"{self.path}: has no checkpoint yet")
         if which == "last":
+            # The one written last: after a resume from an earlier checkpoint, higher
+            # steps left from before it are not the latest.
+            latest = self.read_status().get("last_checkpoint")
+            for c in available:
+                if c.name == latest:
+                    return c
             return available[-1]
         if which == "best":
             best = self.read_status().get("best_checkpoint")

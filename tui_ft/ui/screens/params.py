@@ -24,7 +24,7 @@ from ...errors import TuiFtError
 from ...text import visible
 from ..widgets.memory_estimate import EstimateRequest, MemoryEstimatePanel
 from ..widgets.param_form import GROUP_SHORT, ParamForm
-from ..widgets.param_presets import (KEPT_FIELDS, PARAM_PRESETS, defaults_keeping_files,
+from ...recipes import (KEPT_FIELDS, PARAM_PRESETS, defaults_keeping_files,
                                      matching_preset)
 from .datasets import PathSuggester
 

@@ -174,6 +174,12 @@ class TrainingScreen(Screen):
         if self.run is None or self.tail is None:
             return
         new = self.tail.read()
+        if self.tail.restarted:
+            # A resume rewrote the history: draw it again from the start.
+            self.tail.restarted = False
+            self.query_one(LossChart).clear()
+            self.total_steps, self.step, self.first_time = None, 0, None
+            force_chart = True
         for record in new:
             self._apply(record)
         self.status = self.run.read_status()

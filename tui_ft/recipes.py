@@ -1,12 +1,12 @@
-"""Named sets of training parameters the Parameters screen applies in one key press.
-Plain data: a preset is the defaults plus its overrides, and it never touches the
-fields that name the user's own files (dataset, output and checkpoint paths)."""
+"""Named sets of training parameters (recipes): the Parameters screen applies them in one
+key press. Plain data: a recipe is the defaults plus its overrides, and it never touches
+the fields that name the user's own files (dataset, output and checkpoint paths)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ...config import TrainConfig
+from .config import TrainConfig
 
 # Where the user's data and results live: a preset or a reset keeps them, so choosing
 # a recipe never loses the dataset picked on the Datasets screen or the run folder.
