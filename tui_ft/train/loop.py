@@ -25,6 +25,7 @@ from . import checkpoints as ckpt
 from .data import config_splits
 from .monitor import EarlyStopping, OverfitMonitor, load_monitor_state, monitor_state
 from .run import Run, now_iso
+from .scalars import ScalarLog
 
 
 class TrainingError(TuiFtError):
@@ -82,6 +83,7 @@ class Trainer:
         self.on_event = on_event
         self.stop_at_step = stop_at_step
         self.stop_signalled = False
+        self.scalars: ScalarLog | None = None
 
     # -- events ----------------------------------------------------------------------
 
@@ -89,6 +91,8 @@ class Trainer:
         # Wall time lets a reader that attaches later work out speed and ETA.
         record.setdefault("time", round(time.time(), 3))
         self.run_dir.append_metrics(record)
+        if self.scalars is not None:
+            self.scalars.log(record)
         if self.on_event is not None:
             self.on_event(record)
 
@@ -139,9 +143,14 @@ class Trainer:
             signal.signal(signal.SIGTERM, on_sigterm)
         except ValueError:  # not the main thread: the STOP file still works
             previous = None
+        c = self.config
+        self.scalars = ScalarLog(Path(c.logging_dir).expanduser() if c.logging_dir
+                                 else self.run_dir.path / "logs")
         try:
             return self._train()
         finally:
+            self.scalars.close()
+            self.scalars = None
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
 

@@ -1,0 +1,26 @@
+"""logging_dir receives the logged scalars as JSONL (TensorBoard files when installed)."""
+
+from __future__ import annotations
+
+import json
+
+from tui_ft.config import TrainConfig
+from tui_ft.train.worker import prepare_run, run_in_process
+
+
+def test_logging_dir_gets_train_and_eval_scalars(tmp_path):
+    logs = tmp_path / "tb"
+    config = TrainConfig.from_dict({
+        "max_steps": 4, "logging_steps": 2, "eval_steps": 2, "save_steps": 2,
+        "max_length": 48, "per_device_train_batch_size": 4, "split_ratios": [0.9, 0.02, 0.08],
+        "output_dir": str(tmp_path / "run"), "logging_dir": str(logs)})
+    run, _ = prepare_run(config)
+    run_in_process(run)
+    rows = [json.loads(line) for line in (logs / "scalars.jsonl").read_text().splitlines()]
+    train = [(r["step"], r["value"]) for r in rows if r["tag"] == "train/loss"]
+    evals = [(r["step"], r["value"]) for r in rows if r["tag"] == "eval/loss"]
+    metrics = run.read_metrics()
+    assert train == [(m["step"], m["train_loss"]) for m in metrics if "train_loss" in m]
+    assert evals == [(m["step"], m["val_loss"]) for m in metrics if "val_loss" in m]
+    assert [s for s, _ in train] == [2, 4] and [s for s, _ in evals] == [2, 4]
+    assert {r["tag"] for r in rows} >= {"train/learning_rate", "train/tokens_per_second"}
