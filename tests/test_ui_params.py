@@ -376,11 +376,13 @@ async def test_memory_estimate_follows_batch_size_model_and_length(tmp_path):
         text = await estimate_settled(pilot, screen)
         assert "'[b]m[/b]\u241b' is not a preset and not a file" in text
 
-        # Longer than the model's context: said in the error colour, not estimated.
+        # Longer than the model's context: a problem of the configuration, not estimated.
         await type_into(pilot, screen, "model", "tiny")
         await type_into(pilot, screen, "max_length", "1024")
         text = await estimate_settled(pilot, screen)
-        assert "max_length 1024 exceeds tiny's context (256)" in text
+        # The configuration itself refuses it now, beside the field.
+        assert "waiting for a valid max_length" in text
+        assert "longer than tiny's context (256)" in screen.form.problem_text("max_length")
 
 
 def test_the_screen_and_its_estimate_import_no_torch():

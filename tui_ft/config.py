@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -340,6 +341,8 @@ def coerce(name: str, value: Any) -> tuple[Any, str | None]:
     # strings
     if not isinstance(value, str):
         return value, "must be text"
+    if not value.strip():
+        return value, "must not be empty"
     if meta["choices"] and value not in meta["choices"]:
         return value, f"must be one of {', '.join(meta['choices'])}"
     return value, None
@@ -414,6 +417,20 @@ def _cross_checks(c: dict, given: set) -> list[Problem]:
         out.append(Problem("split_ratios", c["split_ratios"],
                            "the validation share is 0 but eval_strategy is "
                            f"{c['eval_strategy']}: give it a share or a val_dataset"))
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", c["device"]):
+        out.append(Problem("device", c["device"], "must be auto, cpu, cuda, cuda:N or mps"))
+    from .data.styles import load_styles
+
+    styles = load_styles()
+    if c["prompt_style"] not in styles.styles:
+        out.append(Problem("prompt_style", c["prompt_style"],
+                           f"unknown style (available: {', '.join(styles.names())})"))
+    from .model.presets import get_preset
+
+    preset = get_preset(c["model"])
+    if preset is not None and c["max_length"] and c["max_length"] > preset.context_length:
+        out.append(Problem("max_length", c["max_length"],
+                           f"longer than {c['model']}'s context ({preset.context_length})"))
     if c["max_steps"] == 0:
         out.append(Problem("max_steps", 0, "must be -1 (use epochs) or at least 1"))
     return out
