@@ -15,7 +15,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.suggester import Suggester
-from textual.widgets import Footer, Input, Select, Static
+from textual.widgets import Input, Select, Static
 from textual.worker import get_current_worker
 
 from ...data.batches import encode_record
@@ -25,6 +25,7 @@ from ...data.stats import length_stats, token_lengths
 from ...data.styles import StyleCatalog, load_styles
 from ...errors import TuiFtError
 from ...text import visible
+from ..widgets.key_legend import KeyLegend
 from ..widgets.prompt_preview import PromptPreview
 from ..widgets.record_list import RecordList
 
@@ -190,7 +191,7 @@ class DatasetsScreen(Screen):
                 with VerticalScroll(id="side-scroll"):
                     yield Static(id="side-body", markup=False)
         yield Static(id="dataset-info", markup=False)
-        yield Footer()
+        yield KeyLegend(id="key-legend")
 
     def on_screen_resume(self) -> None:
         """Follow the shared configuration (edited on the Parameters screen)."""

@@ -23,7 +23,7 @@ from ...grade.responses import partial_path
 from ...grade.store import GradeError, GradeStore
 from ...paths import runs_dir
 from ...train.run import Run, list_runs
-from ..widgets.grade_legend import KeyLegend
+from ..widgets.key_legend import KeyLegend
 from ..widgets.grade_pickers import CheckpointPicker, RunPicker
 from ..widgets.response_job import GenerationJob, ResponseFeed, count_test_records
 from ..widgets.response_view import ResponseView, shown

@@ -16,12 +16,13 @@ from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Label, OptionList, Static
+from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from ...config import GROUPS, Problem, TrainConfig, check
 from ...errors import TuiFtError
 from ...text import visible
+from ..widgets.key_legend import KeyLegend
 from ..widgets.memory_estimate import EstimateRequest, MemoryEstimatePanel
 from ..widgets.param_form import GROUP_SHORT, ParamForm
 from ...recipes import (KEPT_FIELDS, PARAM_PRESETS, defaults_keeping_files,
@@ -172,7 +173,7 @@ class ParamsScreen(Screen):
             yield Static(id="problems-summary", markup=False)
             yield Static(id="config-file", markup=False)
         yield MemoryEstimatePanel(id="memory-estimate")
-        yield Footer(compact=True)
+        yield KeyLegend(id="key-legend")
 
     @property
     def form(self) -> ParamForm:

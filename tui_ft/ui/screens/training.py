@@ -13,13 +13,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, OptionList, ProgressBar, RichLog, Static
+from textual.widgets import OptionList, ProgressBar, RichLog, Static
 from textual.widgets.option_list import Option
 
 from ...errors import TuiFtError
 from ...paths import runs_dir
 from ...text import visible
 from ...train.run import MetricsTail, Run, list_runs
+from ..widgets.key_legend import KeyLegend
 from ..widgets.loss_chart import LossChart
 
 LOG_LINES = 400
@@ -132,7 +133,7 @@ class TrainingScreen(Screen):
             yield Static(id="checkpoint-list", markup=False)
         yield RichLog(id="run-log", max_lines=LOG_LINES, markup=False, highlight=False,
                       wrap=False)
-        yield Footer()
+        yield KeyLegend(id="key-legend")
 
     def on_mount(self) -> None:
         self.query_one("#loss-chart").border_title = "loss"

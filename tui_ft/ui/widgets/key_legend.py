@@ -1,6 +1,6 @@
 """A key legend that never hides a binding: like Textual's Footer (the screen's and
 the app's bindings, with their descriptions) but wrapped over as many lines as the
-width needs, so every key of the Grading screen stays on screen at 80 columns."""
+width needs, so every key stays on screen at 80 columns, on every screen."""
 
 from __future__ import annotations
 
