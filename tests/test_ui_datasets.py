@@ -211,3 +211,35 @@ def test_escape_codes_from_data_never_reach_the_real_terminal(tmp_path):
     assert b"\x1b[2J clear" not in output
     assert b"\x1b[31mRED" not in output
     assert "\u241b".encode() in output  # ESC drawn as a visible symbol
+
+
+async def test_every_key_of_the_screen_is_in_the_command_palette():
+    app = create_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.screen.dataset is not None)
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        for expected in ("Open (o)", "Style (s)", "Mask prompt (m)", "Errors (e)",
+                         "Histogram (h)", "Data (1)", "Params (2)", "Train (3)",
+                         "Grade (4)", "Quit (q)"):
+            assert expected in titles
+        command = next(c for c in app.get_system_commands(app.screen)
+                       if c.title == "Mask prompt (m)")
+        before = app.screen.mask_prompt
+        await command.callback()
+        assert app.screen.mask_prompt is not before
+
+
+def test_snapshot_80x24(snap_compare, tmp_path, monkeypatch):
+    """The look of the screen at 80x24, on a relative path so the picture does not
+    depend on where the checkout lives."""
+    lines = default_dataset().read_text(encoding="utf-8").splitlines(keepends=True)
+    (tmp_path / "data.jsonl").write_text("".join(lines[:40]) + "{broken\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+
+    async def settle(pilot):
+        screen = pilot.app.screen
+        await wait_for(pilot, lambda: screen.scan is not None and screen.lengths)
+        await pilot.press("down", "m")
+
+    assert snap_compare(create_app(Path("data.jsonl")), terminal_size=(80, 24),
+                        run_before=settle)

@@ -176,3 +176,28 @@ async def test_run_outlives_the_app(tmp_path, monkeypatch):
     finally:
         if run.state() in ("starting", "running"):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_snapshot_80x24(snap_compare, tmp_path):
+    metrics = [{"step": 0, "event": "start", "total_steps": 60, "device": "cpu",
+                "precision": "fp32"}]
+    for step in range(5, 65, 5):
+        metrics.append({"step": step, "epoch": step / 30, "train_loss": 3.0 / (1 + step / 20),
+                        "tokens_per_s": 1234.0})
+        if step % 20 == 0:
+            metrics.append({"step": step, "val_loss": 2.0 + (step - 40) ** 2 / 800})
+            metrics.append({"step": step, "event": "checkpoint",
+                            "checkpoint": f"checkpoint-{step}"})
+    metrics.append({"step": 60, "event": "overfitting", "began_at_step": 60, "best_step": 40,
+                    "best_val_loss": 2.0, "best_checkpoint": "checkpoint-40"})
+    run = write_run(tmp_path, metrics, {"state": "finished", "step": 60,
+                                        "best_checkpoint": "checkpoint-40",
+                                        "model": "tiny (random init)"})
+    for step in (40, 60):
+        (run.checkpoints_dir / f"checkpoint-{step}").mkdir()
+
+    async def settle(pilot):
+        chart = pilot.app.screen.query_one(LossChart)
+        await wait_for(pilot, lambda: chart.redraws >= 1 and chart.val_points)
+
+    assert snap_compare(create_app(run=run.path), terminal_size=(80, 24), run_before=settle)

@@ -91,6 +91,24 @@ class TuiFtApp(App):
     def select_run(self, run: Run | None) -> None:
         self.state.run = run
 
+    def get_system_commands(self, screen):
+        """The palette lists every key of the screen in front, so each action can be
+        found by name as well as by key."""
+        from functools import partial
+
+        from textual.app import SystemCommand
+
+        yield from super().get_system_commands(screen)
+        seen = set()
+        for node, binding, enabled, tooltip in screen.active_bindings.values():
+            if not binding.show or not enabled or binding.action in seen:
+                continue
+            seen.add(binding.action)
+            key = self.get_key_display(binding)
+            yield SystemCommand(f"{binding.description} ({key})",
+                                tooltip or binding.tooltip or binding.description,
+                                partial(self.run_action, binding.action, node))
+
     def on_mount(self) -> None:
         self.theme_changed_signal.subscribe(self, self._remember_theme)
         self.switch_mode(self.start_mode)
