@@ -243,26 +243,10 @@ def resolve_data_path(value: str | None) -> Path | None:
 
 def read_yaml(path: str | Path) -> dict:
     """A YAML mapping from a file, with `yaml.safe_load` only: Python object tags fail."""
-    import yaml
+    from .yamlfile import read_yaml_file
 
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TuiFtError(f"{path}: no such file") from None
-    except UnicodeDecodeError:
-        raise TuiFtError(f"{path}: not UTF-8 text") from None
-    except OSError as exc:
-        raise TuiFtError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise TuiFtError(f"{where}: {problem}") from None
-    except RecursionError:
-        raise TuiFtError(f"{path}: nested too deeply") from None
+    data = read_yaml_file(path)
     if data is None:
         return {}
     if not isinstance(data, dict):

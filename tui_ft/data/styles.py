@@ -151,23 +151,9 @@ def _check_style(data: object, where: str, default_name: str) -> Style:
 
 
 def load_style_file(path: Path) -> Style:
-    import yaml
+    from ..yamlfile import read_yaml_file
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise StyleError(f"{path}: not UTF-8 text") from None
-    except OSError as exc:
-        raise StyleError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise StyleError(f"{where}: {problem}") from None
-    except RecursionError:
-        raise StyleError(f"{path}: nested too deeply") from None
+    data = read_yaml_file(path, StyleError)
     return _check_style(data, str(path), path.stem)
 
 

@@ -16,6 +16,7 @@ from textual.screen import Screen
 from textual.widgets import OptionList, ProgressBar, RichLog, Static
 from textual.widgets.option_list import Option
 
+from ...commands.progress import format_duration
 from ...errors import TuiFtError
 from ...paths import runs_dir
 from ...text import visible
@@ -24,17 +25,6 @@ from ..widgets.key_legend import KeyLegend
 from ..widgets.loss_chart import LossChart
 
 LOG_LINES = 400
-
-
-def _fmt_eta(seconds: float | None) -> str:
-    if seconds is None or seconds < 0:
-        return "--"
-    seconds = int(seconds)
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    if seconds >= 60:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds}s"
 
 
 class TrainingScreen(Screen):
@@ -307,7 +297,7 @@ class TrainingScreen(Screen):
         if self.speed is not None:
             parts.append(f"{self.speed:,.0f} tok/s")
         if state in ("running", "starting"):
-            parts.append(f"ETA {_fmt_eta(self.eta())}")
+            parts.append(f"ETA {format_duration(self.eta())}")
         self.query_one("#run-progress-text", Static).update(Text(" \u00b7 ".join(parts)))
 
     def _show_banner(self) -> None:
