@@ -218,6 +218,12 @@ class Trainer:
                    "precision": c.precision, "parameters": model.num_parameters()})
 
         self.model, self.optimizer, self.scheduler, self.scaler = model, optimizer, scheduler, scaler
+        self.compiled = None
+        if c.torch_compile:
+            try:
+                self.compiled = torch.compile(model)
+            except Exception as exc:  # an unsupported platform: train eagerly
+                self._compile_fell_back(exc)
         self.monitor, self.stopper, self.state = monitor, stopper, state
         self.device, self.steps_per_epoch, self.total_steps = device, steps_per_epoch, total_steps
         self.micro_per_epoch = micro_per_epoch
@@ -264,7 +270,7 @@ class Trainer:
                 for examples in window:
                     batch = collate(examples, device=device, pin_memory=pin)
                     with self._autocast(device):
-                        logits = model(batch["input_ids"])
+                        logits = self._forward(batch["input_ids"])
                     loss_sum = F.cross_entropy(logits.float().view(-1, logits.size(-1)),
                                                batch["labels"].view(-1),
                                                ignore_index=IGNORE_INDEX, reduction="sum")
@@ -342,6 +348,26 @@ class Trainer:
                 s["epoch_index"] = epoch
         return "finished"
 
+    def _forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """The model's logits, through torch.compile when asked; a compilation that
+        fails (it happens lazily, at the first call) falls back to eager mode once,
+        with an event saying why, instead of ending the run."""
+        if self.compiled is None:
+            return self.model(input_ids)
+        try:
+            return self.compiled(input_ids)
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as exc:
+            self._compile_fell_back(exc)
+            return self.model(input_ids)
+
+    def _compile_fell_back(self, exc: Exception) -> None:
+        self.compiled = None
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        self.emit({"step": self.state["global_step"] if hasattr(self, "state") else 0,
+                   "event": "compile_fallback", "reason": reason})
+
     def _check_finite(self, flag: torch.Tensor, step: int) -> None:
         if bool(flag.item()):
             last = self.run_dir.checkpoints()
@@ -366,7 +392,7 @@ class Trainer:
             examples = [self.val[i] for i in order[start:start + c.per_device_eval_batch_size]]
             batch = collate(examples, device=self.device)
             with self._autocast(self.device):
-                logits = model(batch["input_ids"])
+                logits = self._forward(batch["input_ids"])
             total += F.cross_entropy(logits.float().view(-1, logits.size(-1)),
                                      batch["labels"].view(-1), ignore_index=IGNORE_INDEX,
                                      reduction="sum")
