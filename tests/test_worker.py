@@ -260,7 +260,16 @@ def test_a_run_with_no_training_record_fails_with_a_clear_message(tmp_path):
 
 
 def test_max_length_beyond_the_context_fails_before_training(tmp_path):
-    run, _ = prepare_run(config_for(tmp_path, "too-long", max_length=512))
+    from tui_ft.config import ConfigError
+    from tui_ft.model.weights import load_model, save_checkpoint_weights
+
+    # A preset's context is known to the configuration itself.
+    with pytest.raises(ConfigError, match="longer than tiny's context"):
+        config_for(tmp_path, "too-long", max_length=512)
+    # Any other model's only once it is loaded: the run fails before step 1.
+    folder = tmp_path / "tiny-model"
+    save_checkpoint_weights(load_model("tiny")[0], folder)
+    run, _ = prepare_run(config_for(tmp_path, "too-long", max_length=512, model=str(folder)))
     with pytest.raises(Exception, match="max_length 512 exceeds the model's context"):
         run_in_process(run)
     assert run.read_status()["state"] == "failed"
