@@ -225,14 +225,19 @@ class DatasetsScreen(Screen):
     def on_mount(self) -> None:
         self.query_one("#record-list").border_title = "records"
         self.query_one("#prompt-preview").border_title = "preview"
-        self._warm_tokenizer()
-        if self.dataset_path is not None:
-            self.open_dataset(self.dataset_path)
+        # Loading threads hold the GIL for a while (BPE ranks, JSON): start them once
+        # the first frame is out, so it is not kept waiting.
+        self.call_after_refresh(self._start_loading)
         self.query_one(RecordList).focus()
         for error in self.catalog.errors:
             self.notify(visible(error), title="style file skipped", severity="warning")
 
     # -- loading ---------------------------------------------------------------
+
+    def _start_loading(self) -> None:
+        self._warm_tokenizer()
+        if self.dataset_path is not None and self.dataset is None:
+            self.open_dataset(self.dataset_path)
 
     @work(thread=True, exclusive=True, group="tokenizer", exit_on_error=False)
     def _warm_tokenizer(self) -> None:
