@@ -84,6 +84,12 @@ def save_checkpoint(run: Run, step: int, *, model, optimizer, scheduler, scaler,
         else:
             tmp.rename(final)
         _fsync_dir(run.checkpoints_dir)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        kept = ", ".join(c.name for c in run.checkpoints()) or "none"
+        raise RunError(f"cannot write {name} in {run.checkpoints_dir}: "
+                       f"{exc.strerror or exc} (disk full?); nothing half-written was kept, "
+                       f"the earlier checkpoints are intact ({kept})") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -1,0 +1,177 @@
+"""Faults caused for real, or injected where the machine cannot cause them (a full
+disk): whatever happens, nothing the user already has is lost or left half-written."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import pty
+import select
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tui_ft.config import ConfigError, TrainConfig, read_yaml
+from tui_ft.errors import TuiFtError
+from tui_ft.grade.store import GradeError, GradeStore
+from tui_ft.model.weights import load_model
+from tui_ft.train.run import Run, RunError
+from tui_ft.train.worker import prepare_run, run_in_process
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def small_config(tmp_path: Path, **changes) -> TrainConfig:
+    data = {"max_steps": 6, "logging_steps": 1, "eval_steps": 2, "save_steps": 2,
+            "max_length": 48, "per_device_train_batch_size": 4,
+            "split_ratios": [0.9, 0.02, 0.08], "output_dir": str(tmp_path / "run")}
+    data.update(changes)
+    return TrainConfig.from_dict(data)
+
+
+def test_disk_full_during_a_checkpoint_keeps_the_earlier_ones(tmp_path, monkeypatch):
+    import torch
+
+    real_save = torch.save
+    calls = {"n": 0}
+
+    def save_until_full(obj, path, *args, **kwargs):
+        # The optimizer state of the second checkpoint hits a full disk.
+        if str(path).endswith("optimizer.pt"):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save_until_full)
+    run, _ = prepare_run(small_config(tmp_path))
+    with pytest.raises(RunError, match="disk full"):
+        run_in_process(run)
+    status = run.read_status()
+    assert status["state"] == "failed" and "checkpoint-4" in status["error"]
+    assert "No space left on device" in status["error"]
+    assert [c.name for c in run.checkpoints()] == ["checkpoint-2"]
+    assert not [p for p in run.checkpoints_dir.iterdir() if p.name.startswith(".tmp-")]
+    model, info = load_model(str(run.checkpoint("last").path))
+    assert info.checkpoint is None or info.checkpoint == "checkpoint-2"
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_disk_full_during_an_export_leaves_the_old_export(tmp_path, monkeypatch):
+    run = Run(tmp_path / "run")
+    run.path.mkdir()
+    responses = [{"id": "a", "instruction": "i", "input": "", "expected": "x",
+                  "response": "x", "checkpoint": "checkpoint-1", "run": "run"}]
+    store = GradeStore(run)
+    store.mark("a", "checkpoint-1", "correct")
+    out = tmp_path / "graded.jsonl"
+    out.write_text("the previous export\n")
+
+    real_fsync = os.fsync
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(GradeError, match="No space left"):
+        store.export(responses, out)
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert out.read_text() == "the previous export\n"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".graded")] == []
+    # The grade itself is still there for the next export.
+    assert GradeStore(run).get("a", "checkpoint-1").grade == "correct"
+
+
+def test_hanging_up_the_terminal_leaves_the_run_going(tmp_path):
+    """The app in a real pty starts a run; the pty is closed (the SSH link drops: the
+    app gets SIGHUP and dies); the run finishes, and its folder says so."""
+    config = small_config(tmp_path, max_steps=40, eval_steps=20, save_steps=20,
+                          output_dir=None)
+    config_path = tmp_path / "train.yaml"
+    config.save(config_path)
+    runs = tmp_path / "runs"
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    env = dict(os.environ, TERM="xterm-256color", TEXTUAL_ANIMATIONS="none",
+               TUI_FT_RUNS_DIR=str(runs))
+    app = subprocess.Popen([sys.executable, "-m", "tui_ft.cli", "--config", str(config_path),
+                            "--screen", "training"], stdin=slave, stdout=slave, stderr=slave,
+                           env=env, cwd=ROOT, start_new_session=True,
+                           # The pty becomes its controlling terminal, as over SSH: closing
+                           # the other end then sends it SIGHUP.
+                           preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+    os.close(slave)
+
+    def pump(seconds: float, until=lambda: False) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not until():
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    os.read(master, 1 << 16)
+                except OSError:
+                    return
+
+    try:
+        pump(10, until=lambda: False)
+        os.write(master, b"s")
+        pump(60, until=lambda: runs.is_dir() and any(runs.iterdir()))
+        run = Run(next(runs.iterdir()))
+        pump(60, until=lambda: b"train_loss" in (run.metrics_path.read_bytes()
+                                                 if run.metrics_path.exists() else b""))
+        assert run.state() == "running"
+        os.close(master)  # the terminal goes away
+        master = None
+        app.wait(timeout=20)
+    finally:
+        if master is not None:
+            os.close(master)
+        if app.poll() is None:
+            app.kill()
+            app.wait()
+    deadline = time.monotonic() + 180
+    while run.state() in ("starting", "running") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert run.state() == "finished"
+    assert run.read_status()["step"] == 40
+
+
+yaml_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner,
+                                                                max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(st.sampled_from(TrainConfig.field_names() + ["bogus", "learnig_rate"]),
+                       yaml_values, max_size=8))
+def test_any_structure_gives_a_config_or_located_problems(data):
+    try:
+        config = TrainConfig.from_dict(data)
+    except ConfigError as exc:
+        assert exc.problems and all(p.key and p.reason for p in exc.problems)
+    else:
+        assert TrainConfig.from_dict(config.to_dict()) == config
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=300))
+def test_any_bytes_as_a_config_file_give_a_located_error(tmp_path, raw):
+    path = tmp_path / "c.yaml"
+    path.write_bytes(raw)
+    try:
+        TrainConfig.from_dict(read_yaml(path), source=str(path))
+    except TuiFtError as exc:
+        assert str(path) in str(exc)
