@@ -175,3 +175,22 @@ def test_any_bytes_as_a_config_file_give_a_located_error(tmp_path, raw):
         TrainConfig.from_dict(read_yaml(path), source=str(path))
     except TuiFtError as exc:
         assert str(path) in str(exc)
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=300) | st.builds(lambda d: json.dumps(d).encode(),
+                                          st.dictionaries(st.sampled_from(
+                                              ["name", "templates", "system", "stop", "x"]),
+                                              yaml_values, max_size=5)))
+def test_any_bytes_as_a_style_file_give_a_located_error(tmp_path, raw):
+    from tui_ft.data.styles import StyleError, load_style_file
+
+    path = tmp_path / "mine.yaml"
+    path.write_bytes(raw)
+    try:
+        style = load_style_file(path)
+    except StyleError as exc:
+        assert str(path) in str(exc)
+    else:
+        assert style.templates["assistant"].count("{content}") == 1
