@@ -194,3 +194,44 @@ def test_any_bytes_as_a_style_file_give_a_located_error(tmp_path, raw):
         assert str(path) in str(exc)
     else:
         assert style.templates["assistant"].count("{content}") == 1
+
+
+def test_sigkill_while_a_checkpoint_is_being_written(tmp_path):
+    """Kill the worker the moment a checkpoint's temporary folder appears: the run
+    shows as died, every listed checkpoint loads, and resume finishes the run."""
+    import torch
+
+    from tui_ft.train.worker import start_detached
+
+    run, _ = prepare_run(small_config(tmp_path, max_steps=12, save_steps=1, eval_steps=1,
+                                      save_total_limit=None))
+    pid = start_detached(run)
+    killed_mid_write = False
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            if run.checkpoints_dir.is_dir():
+                names = [p.name for p in run.checkpoints_dir.iterdir()]
+                complete = [n for n in names if n.startswith("checkpoint-")]
+                if len(complete) >= 2 and any(n.startswith(".tmp-") for n in names):
+                    os.kill(pid, signal.SIGKILL)
+                    killed_mid_write = True
+                    break
+            time.sleep(0.002)
+    finally:
+        if not killed_mid_write:
+            os.kill(pid, signal.SIGKILL)
+    assert killed_mid_write, "never saw a checkpoint being written"
+    deadline = time.monotonic() + 10
+    while run.state() != "died" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert run.state() == "died"
+    listed = run.checkpoints()
+    assert listed and all(not c.name.startswith(".") for c in listed)
+    for c in listed:
+        model, _ = load_model(str(c.path))
+        assert all(torch.isfinite(p).all() for p in model.parameters())
+    last = listed[-1]
+    assert run_in_process(run, resume=last.path) == "finished"
+    assert run.read_status()["step"] == 12
+    assert not [p for p in run.checkpoints_dir.iterdir() if p.name.startswith(".tmp-")]
