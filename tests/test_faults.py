@@ -235,3 +235,22 @@ def test_sigkill_while_a_checkpoint_is_being_written(tmp_path):
     assert run_in_process(run, resume=last.path) == "finished"
     assert run.read_status()["step"] == 12
     assert not [p for p in run.checkpoints_dir.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_a_config_with_escape_codes_is_refused_with_a_readable_message(tmp_path):
+    """Escape codes in a config value (a path, a model name) are refused where the file
+    is read, and the message shows them escaped: no text field ever holds
+    them, so none can send them to the terminal."""
+    path = tmp_path / "hostile.yaml"
+    path.write_text('dataset: "[bold]d[/bold]\\e]0;PWNED\\a.jsonl"\nmodel: "m\\e[31mRED"\n')
+    with pytest.raises(ConfigError) as info:
+        TrainConfig.load(path)
+    keys = {p.key: p.reason for p in info.value.problems}
+    assert keys == {"dataset": "must not contain control characters",
+                    "model": "must not contain control characters"}
+    result = subprocess.run([sys.executable, "-m", "tui_ft.cli", "--config", str(path)],
+                            capture_output=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 1
+    assert b"\x1b" not in result.stderr and b"\x07" not in result.stderr
+    assert b"PWNED" in result.stderr and b"must not contain control characters" in result.stderr
+    assert b"Traceback" not in result.stderr

@@ -374,7 +374,12 @@ async def test_memory_estimate_follows_batch_size_model_and_length(tmp_path):
         # A name with markup and an escape character (a paste can bring one): literal.
         screen.form.editor("model").value = "[b]m[/b]\x1b"
         text = await estimate_settled(pilot, screen)
-        assert "'[b]m[/b]\u241b' is not a preset and not a file" in text
+        # Control characters are refused by the configuration, beside the field.
+        assert "waiting for a valid model" in text
+        assert "control characters" in screen.form.problem_text("model")
+        screen.form.editor("model").value = "[b]m[/b]"
+        text = await estimate_settled(pilot, screen)
+        assert "'[b]m[/b]' is not a preset and not a file" in text
 
         # Longer than the model's context: a problem of the configuration, not estimated.
         await type_into(pilot, screen, "model", "tiny")

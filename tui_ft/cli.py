@@ -262,7 +262,10 @@ def main(argv: list[str] | None = None) -> int:
                        run=run_path, low_bandwidth=args.low_bandwidth,
                        start_mode=args.screen)
     except TuiFtError as exc:
-        print(f"tui-ft: error: {exc}", file=sys.stderr)
+        from .text import visible
+
+        # Messages quote files and values: their control characters are made visible.
+        print(f"tui-ft: error: {visible(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -327,6 +327,12 @@ def coerce(name: str, value: Any) -> tuple[Any, str | None]:
         return value, "must be text"
     if not value.strip():
         return value, "must not be empty"
+    from .text import has_control
+
+    if has_control(value):
+        # A path or name with escape codes is never what was meant, and would be
+        # sent to the terminal by every text field that shows it.
+        return value, "must not contain control characters"
     if meta["choices"] and value not in meta["choices"]:
         return value, f"must be one of {', '.join(meta['choices'])}"
     return value, None

@@ -28,3 +28,9 @@ def visible(text: str, *, keep_newlines: bool = True) -> str:
     if not keep_newlines:
         out = out.replace("\n", "\u21b5").replace("\t", "\u2192")
     return out
+
+
+def has_control(text: str) -> bool:
+    """Whether `text` holds a character `visible` would replace (newlines and tabs
+    included: they have no place in a one-line value)."""
+    return bool(_CONTROL.search(text)) or "\n" in text or "\t" in text
