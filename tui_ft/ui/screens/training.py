@@ -280,6 +280,9 @@ class TrainingScreen(Screen):
         header.append(f"  {state}")
         if self.status.get("model"):
             header.append(f"  \u00b7 {visible(str(self.status['model']), keep_newlines=False)}")
+        if state == "died":
+            header.append("  \u00b7 the worker ended without a word (killed, or the machine "
+                          "restarted); u resumes from the last checkpoint", style="bold red")
         if state == "failed" and self.status.get("error"):
             header.append(f"  \u00b7 {visible(str(self.status['error']), keep_newlines=False)}",
                           style="bold red")
