@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import pty
-import random
 import select
 import signal
 import subprocess
@@ -16,29 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from tui_ft.data.tokenizer import encode
 from tui_ft.grade.responses import generate_responses, normalise, read_responses
 from tui_ft.train.run import Run, pid_alive
 
+from helpers import code_word_records, one_token_words, write_jsonl
+
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def one_token_words() -> list[str]:
-    words = ("cat dog sun red blue tree book fish bird car hat cup pen box map key door "
-             "rain star moon king ship bell ring rock leaf wolf bear frog seed corn wind "
-             "fire sand gold iron wood wall road farm lake hill park bank shop city").split()
-    return [w for w in words if len(encode(" " + w)) == 1 and len(encode(w)) == 1]
-
-
-def code_word_records(words: list[str], seed: int, prefix: str) -> list[dict]:
-    rng = random.Random(seed)
-    return [{"id": f"{prefix}-{i}", "instruction": f"Code word {w}", "input": "",
-             "output": rng.choice(words)} for i, w in enumerate(words)]
-
-
-def write_jsonl(path, records) -> str:
-    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    return str(path)
 
 
 def write_config(tmp_path, name: str, **overrides) -> Path:

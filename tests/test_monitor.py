@@ -10,11 +10,12 @@ import random
 import pytest
 
 from tui_ft.config import TrainConfig
-from tui_ft.data.tokenizer import encode
 from tui_ft.train.monitor import (EarlyStopping, OverfitMonitor, load_monitor_state,
                                   monitor_state)
 from tui_ft.train.run import Run
 from tui_ft.train.worker import prepare_run, run_in_process
+
+from helpers import code_word_records, one_token_words, write_jsonl
 
 
 def feed(monitor: OverfitMonitor, evaluations) -> list[dict]:
@@ -154,26 +155,6 @@ def test_early_stopping_state_round_trip():
 
 
 # -- a real run that overfits --------------------------------------------------------------
-
-
-def one_token_words() -> list[str]:
-    words = ("cat dog sun red blue tree book fish bird car hat cup pen box map key door "
-             "rain star moon king ship bell ring rock leaf wolf bear frog seed corn wind "
-             "fire sand gold iron wood wall road farm lake hill park bank shop city").split()
-    return [w for w in words if len(encode(" " + w)) == 1 and len(encode(w)) == 1]
-
-
-def code_word_records(words: list[str], seed: int, prefix: str) -> list[dict]:
-    """Arbitrary word -> word pairs: a model can only memorise them, so once it has
-    learned the format, fitting the training pairs makes validation loss rise."""
-    rng = random.Random(seed)
-    return [{"id": f"{prefix}-{i}", "instruction": f"Code word {w}", "input": "",
-             "output": rng.choice(words)} for i, w in enumerate(words)]
-
-
-def write_jsonl(path, records):
-    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    return str(path)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 
 import pytest
 import torch
@@ -16,33 +15,14 @@ from tui_ft.config import TrainConfig
 from tui_ft.data.batches import batch_order, encode_records
 from tui_ft.data.records import load_records
 from tui_ft.data.styles import load_styles
-from tui_ft.data.tokenizer import encode
 from tui_ft.model.weights import load_model, save_checkpoint_weights
 from tui_ft.train.loop import TrainingError, lr_lambda
 from tui_ft.train.run import Run
 from tui_ft.train.worker import prepare_run, run_in_process
 
+from helpers import code_word_records, one_token_words, write_jsonl
+
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def one_token_words() -> list[str]:
-    words = ("cat dog sun red blue tree book fish bird car hat cup pen box map key door "
-             "rain star moon king ship bell ring rock leaf wolf bear frog seed corn wind "
-             "fire sand gold iron wood wall road farm lake hill park bank shop city").split()
-    return [w for w in words if len(encode(" " + w)) == 1 and len(encode(w)) == 1]
-
-
-def code_word_records(words: list[str], seed: int = 0, prefix: str = "r") -> list[dict]:
-    """Records that all have the same number of tokens (19 with phi3), so a batch has
-    no padding and every step has the same number of targets."""
-    rng = random.Random(seed)
-    return [{"id": f"{prefix}-{i}", "instruction": f"Code word {w}", "input": "",
-             "output": rng.choice(words)} for i, w in enumerate(words)]
-
-
-def write_jsonl(path, records) -> str:
-    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    return str(path)
 
 
 def make_run(tmp_path, name: str, *, train=None, val=None, **overrides) -> Run:
