@@ -18,6 +18,21 @@ def format_duration(seconds: float | None) -> str:
     return f"{seconds}s"
 
 
+def progress_parts(step: int, total, epoch: float, train_loss=None, val_loss=None,
+                   speed=None, eta: float | None = None, show_eta: bool = True) -> list[str]:
+    """The pieces of a training progress line, shared by the CLI and the TUI."""
+    parts = [f"step {step}/{total or '?'}", f"epoch {epoch:.2f}"]
+    if train_loss is not None:
+        parts.append(f"loss {train_loss:.4f}")
+    if val_loss is not None:
+        parts.append(f"val {val_loss:.4f}")
+    if speed is not None:
+        parts.append(f"{speed:,.0f} tok/s")
+    if show_eta:
+        parts.append(f"ETA {format_duration(eta)}")
+    return parts
+
+
 class ProgressLine:
     def __init__(self, stream=None, interval: float = 0.25, pipe_interval: float = 10.0):
         self.stream = stream or sys.stderr
@@ -103,13 +118,5 @@ class TrainingProgress:
         return rate * (self.total - self.step)
 
     def text(self) -> str:
-        total = self.total or "?"
-        parts = [f"step {self.step}/{total}", f"epoch {self.epoch:.2f}"]
-        if self.train_loss is not None:
-            parts.append(f"loss {self.train_loss:.4f}")
-        if self.val_loss is not None:
-            parts.append(f"val {self.val_loss:.4f}")
-        if self.speed is not None:
-            parts.append(f"{self.speed:,.0f} tok/s")
-        parts.append(f"ETA {format_duration(self.eta())}")
-        return " | ".join(parts)
+        return " | ".join(progress_parts(self.step, self.total, self.epoch, self.train_loss,
+                                         self.val_loss, self.speed, self.eta()))

@@ -6,11 +6,9 @@ from __future__ import annotations
 import json
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 from ..config import TrainConfig
-from ..errors import TuiFtError
 from ..paths import runs_dir
 from ..text import visible
 from ..train.run import MetricsTail, Run, RunError, list_runs

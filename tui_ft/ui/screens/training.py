@@ -11,12 +11,12 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import OptionList, ProgressBar, RichLog, Static
 from textual.widgets.option_list import Option
 
-from ...commands.progress import format_duration
+from ...commands.progress import progress_parts
 from ...errors import TuiFtError
 from ...paths import runs_dir
 from ...text import visible
@@ -292,15 +292,9 @@ class TrainingScreen(Screen):
         bar.set_class(bool(self.total_steps), "known")
         if self.total_steps:
             bar.update(total=self.total_steps, progress=self.step)
-        parts = [f"step {self.step}/{self.total_steps or '?'}", f"epoch {self.epoch:.2f}"]
-        if self.train_loss is not None:
-            parts.append(f"loss {self.train_loss:.4f}")
-        if self.val_loss is not None:
-            parts.append(f"val {self.val_loss:.4f}")
-        if self.speed is not None:
-            parts.append(f"{self.speed:,.0f} tok/s")
-        if state in ("running", "starting"):
-            parts.append(f"ETA {format_duration(self.eta())}")
+        parts = progress_parts(self.step, self.total_steps, self.epoch, self.train_loss,
+                               self.val_loss, self.speed, self.eta(),
+                               show_eta=state in ("running", "starting"))
         self.query_one("#run-progress-text", Static).update(Text(" \u00b7 ".join(parts)))
 
     def _show_banner(self) -> None:
