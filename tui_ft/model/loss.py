@@ -1,0 +1,91 @@
+"""The language-model loss without the full logits tensor.
+
+The plain path, `F.cross_entropy(lm_head(h).float(), labels)`, holds B x T x 50257
+logits in the compute dtype, their fp32 copy, the fp32 log-softmax the loss saves for
+the backward pass, and then two fp32 gradients of that size: about 3.3 GB each at 16k
+tokens a step, and several full passes over them in memory-bound kernels.
+
+`lm_loss_sum` computes the output projection and the cross-entropy a chunk of tokens
+at a time, and, since the loss is the last operation of the forward pass, works out
+the gradients of the hidden states and of the output weight in the same pass (the
+gradient of a scalar loss with respect to its inputs is known once the softmax is):
+only one chunk of logits ever exists. The backward pass then only scales the two
+stored gradients by the incoming gradient (1 / targets, times the loss scale in fp16).
+
+It matches the plain path: the logits are computed in the compute dtype (autocast's,
+if autocast is on, as `nn.Linear` would) and the softmax in fp32; the weight's gradient
+is accumulated in fp32 over chunks."""
+
+from __future__ import annotations
+
+import torch
+
+IGNORE_INDEX = -100
+# Tokens per chunk: 4096 x 50257 fp32 logits is 0.8 GB at most, a few hundred MB with
+# GPT-2's batch sizes, and large enough that the matmuls stay efficient.
+DEFAULT_CHUNK = 4096
+
+
+def _compute_dtype(t: torch.Tensor) -> torch.dtype:
+    device_type = t.device.type
+    if torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return t.dtype
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, hidden, weight, labels, chunk, dtype, want_grad):
+        n = hidden.size(0)
+        w = weight.to(dtype)
+        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        grad_h = grad_w = None
+        if want_grad:
+            grad_h = torch.empty(hidden.shape, dtype=hidden.dtype, device=hidden.device)
+            grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+        for start in range(0, n, chunk):
+            h = hidden[start:start + chunk].to(dtype)
+            y = labels[start:start + chunk]
+            logits = (h @ w.t()).float()
+            lse = torch.logsumexp(logits, dim=-1)
+            valid = y != IGNORE_INDEX
+            target = y.masked_fill(~valid, 0)
+            picked = logits.gather(1, target.unsqueeze(1)).squeeze(1)
+            total += ((lse - picked) * valid).sum()
+            if want_grad:
+                # d(loss)/d(logits) = softmax - one_hot(target), zero on ignored rows.
+                probs = logits.sub_(lse.unsqueeze(1)).exp_()
+                probs.scatter_add_(1, target.unsqueeze(1),
+                                   torch.full_like(picked, -1.0).unsqueeze(1))
+                probs.mul_(valid.unsqueeze(1))
+                g = probs.to(dtype)
+                grad_h[start:start + chunk] = (g @ w).to(hidden.dtype)
+                grad_w.add_((g.t() @ h).float())
+        if want_grad:
+            ctx.save_for_backward(grad_h, grad_w)
+        ctx.weight_dtype = weight.dtype
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        grad_h, grad_w = ctx.saved_tensors
+        gh = grad_h * grad_out.to(grad_h.dtype) if ctx.needs_input_grad[0] else None
+        gw = (grad_w * grad_out).to(ctx.weight_dtype) if ctx.needs_input_grad[1] else None
+        return gh, gw, None, None, None, None
+
+
+def lm_loss_sum(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, *,
+                chunk: int = DEFAULT_CHUNK) -> torch.Tensor:
+    """Sum of the cross-entropy of `hidden @ weight.T` against `labels` over the
+    positions whose label is not -100 (fp32 scalar). `hidden` is (..., d), `labels`
+    the matching (...); `weight` is (vocab, d), the output projection."""
+    if chunk < 1:
+        raise ValueError(f"chunk must be at least 1, got {chunk}")
+    h = hidden.reshape(-1, hidden.size(-1))
+    y = labels.reshape(-1)
+    if y.numel() != h.size(0):
+        raise ValueError(f"{y.numel()} labels for {h.size(0)} positions")
+    want_grad = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
+    dtype = _compute_dtype(hidden)
+    with torch.autocast(hidden.device.type, enabled=False):
+        return _LinearCrossEntropy.apply(h, weight, y, chunk, dtype, want_grad)
