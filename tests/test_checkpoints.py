@@ -211,6 +211,18 @@ def test_resume_between_accumulation_windows_gives_the_same_losses(tmp_path):
     assert resumed.read_status()["final_checkpoint"] == "checkpoint-15"
 
 
+def test_resume_of_a_packed_run_gives_the_same_losses(tmp_path):
+    # 12 records of 19 tokens packed 3 to a row of 64: 4 rows, batch 2, so 2 steps an
+    # epoch; stop after step 5, the first step of epoch 3.
+    reference, resumed = resume_case(
+        tmp_path, "packed", stop_at=5, n_train=12, max_steps=8, dropout=0.1, packing=True,
+        max_length=64, per_device_train_batch_size=2, eval_strategy="steps", eval_steps=4,
+        save_strategy="no")
+    assert_same_history(reference, resumed, 8)
+    packing = [m for m in resumed.read_metrics() if m.get("event") == "packing"]
+    assert len(packing) == 2 and packing[0]["rows"] == packing[1]["rows"] == 4
+
+
 def test_resume_inside_a_logging_window_averages_the_same(tmp_path):
     # logging_steps 4, stopped after step 6: steps 5 and 6 were trained before the stop
     # and are averaged with 7 and 8 after it.

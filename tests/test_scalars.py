@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tui_ft.config import TrainConfig
 from tui_ft.train.worker import prepare_run, run_in_process
 
@@ -46,3 +48,68 @@ def test_torch_compile_failure_falls_back_to_eager_with_an_event(tmp_path, monke
     events = [m for m in run.read_metrics() if m.get("event") == "compile_fallback"]
     assert len(events) == 1 and "no C++ compiler found" in events[0]["reason"]
     assert [m["step"] for m in run.read_metrics() if "train_loss" in m] == [1, 2]
+
+
+def _recording_compile(monkeypatch) -> list:
+    """torch.compile replaced by one that records its mode and compiles nothing (so
+    the run trains eagerly, for real, in seconds)."""
+    import torch
+
+    modes = []
+
+    def compile_(fn, *args, mode=None, **kwargs):
+        modes.append(mode)
+        return fn
+
+    monkeypatch.setattr(torch, "compile", compile_)
+    return modes
+
+
+@pytest.mark.parametrize("accumulation,expected", [(1, "reduce-overhead"), (2, None)])
+def test_cuda_graphs_are_not_used_with_gradient_accumulation(tmp_path, monkeypatch,
+                                                             accumulation, expected):
+    """CUDA graph trees corrupt gradients accumulated over micro-batches (a known torch
+    bug): with accumulation the run compiles without CUDA graphs and says so."""
+    modes = _recording_compile(monkeypatch)
+    config = TrainConfig.from_dict({
+        "max_steps": 1, "logging_steps": 1, "eval_strategy": "no", "save_strategy": "no",
+        "load_best_model_at_end": False,
+        "max_length": 48, "per_device_train_batch_size": 2,
+        "gradient_accumulation_steps": accumulation, "split_ratios": [0.9, 0.02, 0.08],
+        "output_dir": str(tmp_path / "run"), "torch_compile": True,
+        "torch_compile_mode": "reduce-overhead"})
+    run, _ = prepare_run(config)
+    assert run_in_process(run) == "finished"
+    assert modes == [expected]
+    changed = [m for m in run.read_metrics() if m.get("event") == "compile_mode_changed"]
+    if accumulation == 1:
+        assert changed == []
+    else:
+        assert len(changed) == 1 and changed[0]["to"] == "default"
+        assert "accumulat" in changed[0]["reason"]
+
+
+def test_torch_compile_pads_batches_to_a_multiple_of_64(tmp_path, monkeypatch):
+    """Compiled code specialises on shapes: with torch_compile and no explicit
+    pad_to_multiple_of, every training batch is 64 tokens wide or a multiple."""
+    import tui_ft.train.loop as loop
+
+    _recording_compile(monkeypatch)
+    widths = []
+    real_collate = loop.collate
+
+    def spy(examples, **kw):
+        batch = real_collate(examples, **kw)
+        widths.append(batch["input_ids"].shape[1])
+        return batch
+
+    monkeypatch.setattr(loop, "collate", spy)
+    config = TrainConfig.from_dict({
+        "max_steps": 3, "logging_steps": 1, "eval_strategy": "no", "save_strategy": "no",
+        "load_best_model_at_end": False,
+        "max_length": 200, "per_device_train_batch_size": 4,
+        "split_ratios": [0.9, 0.02, 0.08], "output_dir": str(tmp_path / "run"),
+        "torch_compile": True})
+    run, _ = prepare_run(config)
+    assert run_in_process(run) == "finished"
+    assert len(widths) == 3 and all(w % 64 == 0 for w in widths), widths

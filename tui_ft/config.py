@@ -19,6 +19,7 @@ GROUPS = ("model", "data", "optimisation", "evaluation and checkpoints", "precis
           "generation")
 STRATEGIES = ("no", "steps", "epoch")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 class ConfigError(TuiFtError):
@@ -89,6 +90,15 @@ class TrainConfig:
                                 "context).", int, minimum=2, optional=True)
     group_by_length: bool = _p(False, "data",
                                "Batch records of similar length together (less padding).")
+    packing: bool = _p(False, "data",
+                       "Lay several records end to end in rows of max_length tokens, each "
+                       "seeing only itself (positions restart): almost no padding. The "
+                       "batch size then counts rows.")
+    pad_to_multiple_of: int | None = _p(None, "data",
+                                        "Pad each batch to a multiple of this many tokens: "
+                                        "few shapes for torch.compile and CUDA graphs "
+                                        "(empty: 64 with torch_compile, else none).", int,
+                                        minimum=1, optional=True)
     # -- optimisation ------------------------------------------------------------
     output_dir: str | None = _p(None, "optimisation",
                                 "Run folder (empty: a new folder under the runs directory).",
@@ -176,6 +186,10 @@ class TrainConfig:
     device: str = _p("auto", "precision", "auto, cpu, cuda or cuda:N.")
     torch_compile: bool = _p(False, "precision",
                              "Compile the model with torch.compile (falls back cleanly).")
+    torch_compile_mode: str = _p("default", "precision",
+                                 "torch.compile mode; reduce-overhead replays CUDA graphs "
+                                 "(pair it with packing or pad_to_multiple_of).",
+                                 choices=COMPILE_MODES)
     # -- generation --------------------------------------------------------------
     max_new_tokens: int = _p(256, "generation", "Longest answer generated for a test record.",
                              int, minimum=1)

@@ -114,23 +114,132 @@ def pad_batch(examples: Sequence[Example], pad_id: int = EOT_ID,
     return inputs, labels
 
 
-def collate(examples: Sequence[Example], *, pad_id: int = EOT_ID, device=None,
-            pin_memory: bool = False) -> dict:
-    """Tensors for one batch: `input_ids` and `labels` (long, batch x longest), and
-    `lengths` (the unpadded length of each row)."""
-    import torch
+def padded_width(longest: int, multiple: int | None, limit: int | None = None) -> int:
+    """`longest` rounded up to a multiple of `multiple` (when set), but not past
+    `limit` (the model's context): few distinct shapes for torch.compile and CUDA
+    graphs to specialise on."""
+    if not multiple or multiple <= 1:
+        return longest
+    width = -(-longest // multiple) * multiple
+    return max(longest, min(width, limit)) if limit else width
 
-    inputs, labels = pad_batch(examples, pad_id)
-    batch = {
-        "input_ids": torch.tensor(inputs, dtype=torch.long),
-        "labels": torch.tensor(labels, dtype=torch.long),
-        "lengths": torch.tensor([len(e.input_ids) for e in examples], dtype=torch.long),
-    }
+
+def _to_device(batch: dict, device, pin_memory: bool) -> dict:
     if pin_memory:
         batch = {k: v.pin_memory() for k, v in batch.items()}
     if device is not None:
         batch = {k: v.to(device, non_blocking=pin_memory) for k, v in batch.items()}
     return batch
+
+
+def collate(examples: Sequence[Example], *, pad_id: int = EOT_ID, device=None,
+            pin_memory: bool = False, pad_to_multiple_of: int | None = None,
+            max_width: int | None = None) -> dict:
+    """Tensors for one batch: `input_ids` and `labels` (long, batch x longest, or the
+    longest rounded up to `pad_to_multiple_of`, at most `max_width`), and `lengths`
+    (the unpadded length of each row)."""
+    import torch
+
+    inputs, labels = pad_batch(examples, pad_id)
+    width = padded_width(len(inputs[0]), pad_to_multiple_of, max_width)
+    extra = width - len(inputs[0])
+    if extra:
+        inputs = [row + [pad_id] * extra for row in inputs]
+        labels = [row + [IGNORE_INDEX] * extra for row in labels]
+    batch = {
+        "input_ids": torch.tensor(inputs, dtype=torch.long),
+        "labels": torch.tensor(labels, dtype=torch.long),
+        "lengths": torch.tensor([len(e.input_ids) for e in examples], dtype=torch.long),
+    }
+    return _to_device(batch, device, pin_memory)
+
+
+@dataclass(frozen=True)
+class Pack:
+    """Several examples laid end to end in one row of a packed batch."""
+
+    examples: tuple[Example, ...]
+
+    @property
+    def length(self) -> int:
+        return sum(len(e.input_ids) for e in self.examples)
+
+    @property
+    def n_targets(self) -> int:
+        return sum(e.n_targets for e in self.examples)
+
+
+def pack_examples(examples: Sequence[Example], capacity: int, *, seed: int) -> list[Pack]:
+    """Examples grouped into rows of at most `capacity` tokens, best-fit decreasing
+    (each example, longest first, goes into the fullest row it still fits in), so
+    little of a row is padding. The grouping is fixed by `seed` (ties between equal
+    lengths follow a seeded shuffle) and the rows come out in a seeded random order;
+    every example is in exactly one row, whole (examples are already cut to the
+    maximum length, which is the capacity)."""
+    if capacity < 1:
+        raise ValueError(f"capacity must be at least 1, got {capacity}")
+    too_long = [i for i, e in enumerate(examples) if len(e.input_ids) > capacity]
+    if too_long:
+        raise ValueError(f"{len(too_long)} examples are longer than the row capacity "
+                         f"{capacity} (the first is #{too_long[0]})")
+    rng = random.Random(seed)
+    order = list(range(len(examples)))
+    rng.shuffle(order)
+    order.sort(key=lambda i: -len(examples[i].input_ids))  # stable: ties stay shuffled
+    rows: list[list[int]] = []
+    # Rows that still have room, as (room left, row index), kept sorted.
+    open_rows: list[tuple[int, int]] = []
+    for i in order:
+        n = len(examples[i].input_ids)
+        k = bisect.bisect_left(open_rows, (n, -1))
+        if k < len(open_rows):
+            room, r = open_rows.pop(k)
+        else:
+            room, r = capacity, len(rows)
+            rows.append([])
+        rows[r].append(i)
+        if room - n > 0:
+            bisect.insort(open_rows, (room - n, r))
+    rng.shuffle(rows)
+    return [Pack(tuple(examples[i] for i in row)) for row in rows]
+
+
+def collate_packed(packs: Sequence[Pack], *, width: int, pad_id: int = EOT_ID, device=None,
+                   pin_memory: bool = False) -> dict:
+    """Tensors for a batch of packed rows, each `width` tokens: `input_ids`, `labels`,
+    `position_ids` (restarting at 0 with each example, as if it were alone) and
+    `document_ids` (which example of the row a token belongs to; -1 for the padding
+    at the end of a row, whose targets are all -100). Labels never cross from one
+    example to the next: an example's last label is already -100 or its own next
+    token."""
+    import torch
+
+    inputs, labels, positions, documents = [], [], [], []
+    for pack in packs:
+        ids: list[int] = []
+        labs: list[int] = []
+        pos: list[int] = []
+        doc: list[int] = []
+        for d, e in enumerate(pack.examples):
+            ids.extend(e.input_ids)
+            labs.extend(e.labels)
+            pos.extend(range(len(e.input_ids)))
+            doc.extend([d] * len(e.input_ids))
+        if len(ids) > width:
+            raise ValueError(f"a packed row of {len(ids)} tokens does not fit width {width}")
+        pad = width - len(ids)
+        inputs.append(ids + [pad_id] * pad)
+        labels.append(labs + [IGNORE_INDEX] * pad)
+        positions.append(pos + list(range(pad)))
+        documents.append(doc + [-1] * pad)
+    batch = {
+        "input_ids": torch.tensor(inputs, dtype=torch.long),
+        "labels": torch.tensor(labels, dtype=torch.long),
+        "position_ids": torch.tensor(positions, dtype=torch.long),
+        "document_ids": torch.tensor(documents, dtype=torch.long),
+        "lengths": torch.tensor([p.length for p in packs], dtype=torch.long),
+    }
+    return _to_device(batch, device, pin_memory)
 
 
 def batch_order(lengths: Sequence[int], batch_size: int, *, seed: int, epoch: int = 0,

@@ -132,9 +132,18 @@ class GPT(nn.Module):
 
     def hidden_states(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None,
                       attn_mask: torch.Tensor | None = None,
-                      cache: KVCache | None = None) -> torch.Tensor:
-        """The final (normalised) hidden states, before the output projection."""
+                      cache: KVCache | None = None,
+                      document_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """The final (normalised) hidden states, before the output projection.
+        `document_ids` (batch x time) is for packed rows: each token attends only to
+        earlier tokens of its own document (pass the positions restarting at each
+        document too), so a row of several documents computes what each would alone."""
         B, T = input_ids.shape
+        if document_ids is not None:
+            if attn_mask is not None or cache is not None:
+                raise ValueError("document_ids builds the attention mask itself: pass "
+                                 "neither attn_mask nor a cache with it")
+            attn_mask = document_mask(document_ids)
         start = cache.length if cache is not None else 0
         if start + T > self.config.context_length:
             raise ValueError(f"sequence of {start + T} tokens exceeds the model's context "
@@ -156,11 +165,23 @@ class GPT(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None,
                 attn_mask: torch.Tensor | None = None,
-                cache: KVCache | None = None) -> torch.Tensor:
+                cache: KVCache | None = None,
+                document_ids: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (batch, time, vocab). Without `attn_mask` attention is causal; with
         one (boolean, True = may attend, broadcastable to batch x 1 x T x keys) the
         mask alone decides, e.g. causal plus left padding in generation."""
-        return self.lm_head(self.hidden_states(input_ids, position_ids, attn_mask, cache))
+        return self.lm_head(self.hidden_states(input_ids, position_ids, attn_mask, cache,
+                                               document_ids))
+
+
+def document_mask(document_ids: torch.Tensor) -> torch.Tensor:
+    """Causal attention within each document of packed rows: (batch, 1, T, T), True
+    where query i may attend to key j (j <= i and both in the same document). Every
+    query sees at least itself, so no row of the softmax is empty."""
+    T = document_ids.size(1)
+    causal = torch.ones(T, T, dtype=torch.bool, device=document_ids.device).tril()
+    same = document_ids.unsqueeze(2) == document_ids.unsqueeze(1)
+    return (same & causal).unsqueeze(1)
 
 
 def lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

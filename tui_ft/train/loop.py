@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from ..config import TrainConfig
-from ..data.batches import IGNORE_INDEX, Example, batch_order, collate, encode_records
+from ..data.batches import (Example, Pack, batch_order, collate, collate_packed,
+                            encode_records, pack_examples)
 from ..data.styles import load_styles
 from ..errors import TuiFtError
+from ..model.loss import lm_loss_sum
 from ..model.precision import pick_device
 from ..model.weights import load_model
 from . import checkpoints as ckpt
@@ -26,6 +27,10 @@ from .data import config_splits
 from .monitor import EarlyStopping, OverfitMonitor, load_monitor_state, monitor_state
 from .run import Run, now_iso
 from .scalars import ScalarLog
+
+
+# torch.compile modes that capture CUDA graphs (on a CUDA device).
+CUDAGRAPH_MODES = ("reduce-overhead", "max-autotune")
 
 
 class TrainingError(TuiFtError):
@@ -111,6 +116,7 @@ class Trainer:
         if max_length > context:
             raise TrainingError(f"max_length {max_length} exceeds the model's context "
                                 f"({context}); set max_length to {context} or less")
+        self.max_length = max_length
         style = load_styles().get(c.prompt_style)
         train = encode_records(splits.train, style, mask_prompt=c.mask_prompt,
                                max_length=max_length)
@@ -173,8 +179,9 @@ class Trainer:
             model.config = replace(model.config, activation_checkpointing=True)
         set_dropout(model, c.dropout)
         train, val = self._load_data(model.config.context_length)
-
-        lengths = [len(e.input_ids) for e in train]
+        if c.packing:
+            train = self._pack(train)
+        lengths = [_length(item) for item in train]
         micro_per_epoch = math.ceil(len(train) / c.per_device_train_batch_size)
         steps_per_epoch = math.ceil(micro_per_epoch / c.gradient_accumulation_steps)
         total_steps = (c.max_steps if c.max_steps > 0
@@ -219,9 +226,25 @@ class Trainer:
 
         self.model, self.optimizer, self.scheduler, self.scaler = model, optimizer, scheduler, scaler
         self.compiled = None
+        self.cudagraphs = False
         if c.torch_compile:
+            mode = c.torch_compile_mode
+            if mode in CUDAGRAPH_MODES and c.gradient_accumulation_steps > 1:
+                # CUDA graph trees hand the first micro-batch's gradients out of their
+                # memory pool and overwrite them on the next replay: accumulated
+                # gradients come out wrong, silently (pytorch/pytorch#169545 and
+                # #96693). The same compilation without CUDA graphs is safe.
+                mode = ("max-autotune-no-cudagraphs" if mode == "max-autotune"
+                        else "default")
+                self.emit({"step": 0, "epoch": 0.0, "event": "compile_mode_changed",
+                           "from": c.torch_compile_mode, "to": mode,
+                           "reason": "CUDA graphs corrupt accumulated gradients; "
+                                     "gradient_accumulation_steps is "
+                                     f"{c.gradient_accumulation_steps}"})
             try:
-                self.compiled = torch.compile(model)
+                self.compiled = torch.compile(model.hidden_states,
+                                              mode=None if mode == "default" else mode)
+                self.cudagraphs = device.type == "cuda" and mode in CUDAGRAPH_MODES
             except Exception as exc:  # an unsupported platform: train eagerly
                 self._compile_fell_back(exc)
         self.monitor, self.stopper, self.state = monitor, stopper, state
@@ -242,7 +265,32 @@ class Trainer:
         self._finish(final)
         return final
 
-    def _loop(self, train: list[Example], lengths: list[int], micro_per_epoch: int) -> str:
+    def _pack(self, train: list[Example]) -> list[Pack]:
+        packs = pack_examples(train, self.max_length, seed=self.config.seed)
+        tokens = sum(p.length for p in packs)
+        self.emit({"step": 0, "epoch": 0.0, "event": "packing", "rows": len(packs),
+                   "examples": len(train), "row_length": self.max_length,
+                   "fill": round(tokens / max(1, len(packs) * self.max_length), 4)})
+        return packs
+
+    def _collate(self, items: list, *, pin: bool = False) -> dict:
+        c = self.config
+        if items and isinstance(items[0], Pack):
+            return collate_packed(items, width=self.max_length, device=self.device,
+                                  pin_memory=pin)
+        # Compiled code specialises on shapes: a few bucketed widths, not one per batch.
+        multiple = c.pad_to_multiple_of or (64 if c.torch_compile else None)
+        return collate(items, device=self.device, pin_memory=pin,
+                       pad_to_multiple_of=multiple, max_width=self.max_length)
+
+    def _loss_sum(self, batch: dict) -> torch.Tensor:
+        """Summed cross-entropy of a batch over its learned tokens (fp32 scalar)."""
+        with self._autocast(self.device):
+            hidden = self._hidden(batch)
+            return lm_loss_sum(hidden, self.model.lm_head.weight, batch["labels"])
+
+    def _loop(self, train: list[Example | Pack], lengths: list[int],
+              micro_per_epoch: int) -> str:
         c, s = self.config, self.state
         model, optimizer, scheduler, scaler = self.model, self.optimizer, self.scheduler, self.scaler
         device = self.device
@@ -268,19 +316,14 @@ class Trainer:
                 micro += len(window)
                 targets = sum(e.n_targets for b in window for e in b)
                 for examples in window:
-                    batch = collate(examples, device=device, pin_memory=pin)
-                    with self._autocast(device):
-                        logits = self._forward(batch["input_ids"])
-                    loss_sum = F.cross_entropy(logits.float().view(-1, logits.size(-1)),
-                                               batch["labels"].view(-1),
-                                               ignore_index=IGNORE_INDEX, reduction="sum")
+                    loss_sum = self._loss_sum(self._collate(examples, pin=pin))
                     loss = loss_sum / max(1, targets)
                     (scaler.scale(loss) if scaler is not None else loss).backward()
                     detached = loss_sum.detach()
                     nonfinite |= ~torch.isfinite(detached)
                     log_loss += detached
                     eval_loss += detached
-                    seen_tokens += int(sum(len(e.input_ids) for e in examples))
+                    seen_tokens += sum(_length(e) for e in examples)
                 if scaler is not None:
                     scaler.unscale_(optimizer)
                 if c.max_grad_norm > 0:
@@ -348,22 +391,28 @@ class Trainer:
                 s["epoch_index"] = epoch
         return "finished"
 
-    def _forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """The model's logits, through torch.compile when asked; a compilation that
-        fails (it happens lazily, at the first call) falls back to eager mode once,
-        with an event saying why, instead of ending the run."""
+    def _hidden(self, batch: dict) -> torch.Tensor:
+        """The model's final hidden states, through torch.compile when asked; a
+        compilation that fails (it happens lazily, at the first call) falls back to
+        eager mode once, with an event saying why, instead of ending the run."""
+        args = (batch["input_ids"], batch.get("position_ids"))
+        kwargs = {"document_ids": batch["document_ids"]} if "document_ids" in batch else {}
         if self.compiled is None:
-            return self.model(input_ids)
+            return self.model.hidden_states(*args, **kwargs)
+        if self.cudagraphs:
+            # The previous step's outputs are dead: CUDA graphs may reuse their memory.
+            torch.compiler.cudagraph_mark_step_begin()
         try:
-            return self.compiled(input_ids)
+            return self.compiled(*args, **kwargs)
         except torch.OutOfMemoryError:
             raise
         except Exception as exc:
             self._compile_fell_back(exc)
-            return self.model(input_ids)
+            return self.model.hidden_states(*args, **kwargs)
 
     def _compile_fell_back(self, exc: Exception) -> None:
         self.compiled = None
+        self.cudagraphs = False
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
         self.emit({"step": self.state["global_step"] if hasattr(self, "state") else 0,
                    "event": "compile_fallback", "reason": reason})
@@ -390,12 +439,7 @@ class Trainer:
         order = sorted(range(len(self.val)), key=lambda i: len(self.val[i].input_ids))
         for start in range(0, len(order), c.per_device_eval_batch_size):
             examples = [self.val[i] for i in order[start:start + c.per_device_eval_batch_size]]
-            batch = collate(examples, device=self.device)
-            with self._autocast(self.device):
-                logits = self._forward(batch["input_ids"])
-            total += F.cross_entropy(logits.float().view(-1, logits.size(-1)),
-                                     batch["labels"].view(-1), ignore_index=IGNORE_INDEX,
-                                     reduction="sum")
+            total += self._loss_sum(self._collate(examples))
             targets += sum(e.n_targets for e in examples)
         model.train()
         val_loss = (total / max(1, targets)).item()
@@ -467,3 +511,8 @@ class Trainer:
             status["final_checkpoint"] = last[-1].name if last else None
         self.emit({"step": s["global_step"], "epoch": epoch, "event": "end", "state": final})
         self.run_dir.write_status(**status)
+
+
+def _length(item: Example | Pack) -> int:
+    """Tokens of an example or of a packed row (padding not counted)."""
+    return item.length if isinstance(item, Pack) else len(item.input_ids)
