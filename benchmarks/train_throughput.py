@@ -33,6 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 DATA_W1 = Path(__file__).resolve().parents[2] / "shared" / "data" / "instruction-data.json"
+if not DATA_W1.is_file():  # on a GPU machine: the copy gpu_suite.sh carries
+    DATA_W1 = ROOT / ".bench-data" / "instruction-data.json"
 PAD_ID = 50256
 IGNORE = -100
 # Dense bf16 peak FLOP/s (no sparsity) by device-name fragment.
@@ -227,13 +229,16 @@ class Plan:
     window's tokens. B is the end of epoch 1 for a full run of 2+ epochs; for a run
     cut by --max-steps, a quarter of the steps (warm-up excluded)."""
 
-    def __init__(self, args, n_train: int):
-        self.micro_per_epoch = math.ceil(n_train / args.batch)
-        self.steps_per_epoch = math.ceil(self.micro_per_epoch / args.grad_accum)
+    def __init__(self, args, n_train: int, batch: int | None = None,
+                 grad_accum: int | None = None):
+        self.micro_per_epoch = math.ceil(n_train / (batch or args.batch))
+        self.steps_per_epoch = math.ceil(self.micro_per_epoch / (grad_accum or args.grad_accum))
         self.total = (args.max_steps if args.max_steps > 0
                       else math.ceil(self.steps_per_epoch * args.epochs))
         if args.max_steps <= 0 and args.epochs >= 2:
-            self.boundary, self.window = self.steps_per_epoch, "epoch 2"
+            last = math.ceil(args.epochs)
+            self.boundary = self.steps_per_epoch
+            self.window = "epoch 2" if last == 2 else f"epochs 2-{last}"
         else:
             self.boundary = max(1, self.total // 4)
             self.window = f"steps {self.boundary + 1}-{self.total}"
@@ -256,24 +261,50 @@ def _flop_params(model) -> int:
 # ---------------------------------------------------------------------- tui-ft
 
 
-def run_tui_ft(args, plan, init_dir: Path, train, device: str, tmp: Path) -> dict:
+# tui-ft configurations the benchmark can run: name -> TrainConfig options.
+VARIANTS = {
+    "eager": {},
+    # CUDA graphs over bucketed widths (the padding rounds each batch up to 64 tokens).
+    "compiled": {"torch_compile": True, "torch_compile_mode": "reduce-overhead",
+                 "pad_to_multiple_of": 64},
+    "packed": {"packing": True},
+    "packed-compiled": {"packing": True, "torch_compile": True,
+                        "torch_compile_mode": "reduce-overhead"},
+}
+
+
+def items_for(variant: str, train, args):
+    """What the engine batches for `variant`: the examples, or the packed rows (built
+    as the Trainer builds them, from the same seed)."""
+    if VARIANTS[variant].get("packing"):
+        from tui_ft.data.batches import pack_examples
+
+        return pack_examples(train, args.max_length, seed=args.seed)
+    return train
+
+
+def run_tui_ft(args, plan, init_dir: Path, items, device: str, tmp: Path,
+               variant: str = "eager") -> dict:
     import torch
 
     from tui_ft.config import TrainConfig
-    from tui_ft.data.batches import batch_order
+    from tui_ft.data.batches import Pack, batch_order
     from tui_ft.train.worker import prepare_run, run_in_process
 
-    cfg = TrainConfig.from_dict({
+    packed = bool(VARIANTS[variant].get("packing"))
+    batch = args.rows if packed else args.batch
+    grad_accum = 1 if packed else args.grad_accum
+    cfg = TrainConfig.from_dict({**VARIANTS[variant], 
         "model": str(init_dir), "dataset": str(args.dataset),
         "split_ratios": [0.85, 0.05, 0.10], "max_length": args.max_length,
-        "output_dir": str(tmp / "tui-ft-run"), "num_train_epochs": float(args.epochs),
+        "output_dir": str(tmp / f"tui-ft-{variant}"), "num_train_epochs": float(args.epochs),
         "max_steps": args.max_steps if args.max_steps > 0 else -1,
-        "per_device_train_batch_size": args.batch, "per_device_eval_batch_size": args.batch,
-        "gradient_accumulation_steps": args.grad_accum, "learning_rate": args.lr,
+        "per_device_train_batch_size": batch, "per_device_eval_batch_size": args.batch,
+        "gradient_accumulation_steps": grad_accum, "learning_rate": args.lr,
         "weight_decay": args.weight_decay, "eval_strategy": "epoch", "save_strategy": "no",
         "load_best_model_at_end": False, "logging_steps": plan.boundary,
         "bf16": device == "cuda", "device": device, "seed": args.seed,
-        "logging_dir": str(tmp / "tui-ft-logs"),
+        "logging_dir": str(tmp / f"tui-ft-{variant}-logs"),
     })
     run, cfg = prepare_run(cfg)
     events: list[dict] = []
@@ -292,14 +323,14 @@ def run_tui_ft(args, plan, init_dir: Path, train, device: str, tmp: Path) -> dic
         raise SystemExit(f"tui-ft run ended {state}")
     peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None
 
-    # Tokens of each step, from the engine's own (seeded) batch order.
-    lengths = [len(e.input_ids) for e in train]
+    # Non-padding tokens of each step, from the engine's own (seeded) batch order.
+    lengths = [i.length if isinstance(i, Pack) else len(i.input_ids) for i in items]
     step_tokens, epoch = [], 0
     while len(step_tokens) < plan.total:
-        order = batch_order(lengths, args.batch, seed=cfg.seed, epoch=epoch, shuffle=True,
+        order = batch_order(lengths, batch, seed=cfg.seed, epoch=epoch, shuffle=True,
                             group_by_length=cfg.group_by_length)
-        for i in range(0, len(order), args.grad_accum):
-            step_tokens.append(sum(lengths[j] for b in order[i:i + args.grad_accum] for j in b))
+        for i in range(0, len(order), grad_accum):
+            step_tokens.append(sum(lengths[j] for b in order[i:i + grad_accum] for j in b))
         epoch += 1
     step_tokens = step_tokens[:plan.total]
 
@@ -407,9 +438,16 @@ def main(argv=None) -> int:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cuda")
     p.add_argument("--model", choices=("tiny", "gpt2", "gpt2-medium"), default="gpt2")
     p.add_argument("--workload", choices=("w1", "w2"), default="w1")
-    p.add_argument("--epochs", type=float, default=2.0)
+    p.add_argument("--epochs", type=float, default=None, help="W1: 2, W2: 10")
     p.add_argument("--max-steps", type=int, default=-1)
     p.add_argument("--impl", choices=("both", "tui-ft", "hf"), default="both")
+    p.add_argument("--variants", default=None,
+                   help=f"tui-ft configurations, comma-separated, of {', '.join(VARIANTS)} "
+                        "(default: eager on the CPU; W1 on CUDA: eager,compiled; W2 on CUDA: "
+                        "packed,packed-compiled)")
+    p.add_argument("--rows", type=int, default=None,
+                   help="packed variants: rows of max-length tokens per step (default: "
+                        "16k tokens a step)")
     p.add_argument("--batch", type=int, default=None, help="W1: 8, W2: 16")
     p.add_argument("--grad-accum", type=int, default=None,
                    help="W1: 1; W2: enough for >= 16k tokens a step")
@@ -436,6 +474,14 @@ def main(argv=None) -> int:
             log("w2 uses gpt2-medium")
         args.model = "gpt2-medium"
     args.batch = args.batch or (16 if args.workload == "w2" else 8)
+    args.epochs = args.epochs or (10.0 if args.workload == "w2" else 2.0)
+    if args.variants is None:
+        args.variants = ("eager" if args.device == "cpu" else
+                         "packed,packed-compiled" if args.workload == "w2" else "eager,compiled")
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        p.error(f"unknown variant(s) {', '.join(unknown)}: use {', '.join(VARIANTS)}")
     args.lr, args.weight_decay = 5e-5, 0.1
     if not args.dataset.is_file():
         p.error(f"{args.dataset}: no such data file")
@@ -454,6 +500,7 @@ def main(argv=None) -> int:
         # W2: at least 16k non-padding tokens an optimizer step on average.
         args.grad_accum = (max(1, math.ceil(16384 / (args.batch * mean_len)))
                            if args.workload == "w2" else 1)
+    args.rows = args.rows or max(1, math.ceil(16384 / args.max_length))
     plan = Plan(args, len(train))
     truncated = sum(e.truncated for e in train)
     workload = {"name": args.workload, "data": args.dataset.name, "style": "alpaca",
@@ -485,8 +532,19 @@ def main(argv=None) -> int:
         init_dir = tmp / "init"
         save_checkpoint_weights(ours, init_dir)
         if args.impl in ("both", "tui-ft"):
-            log(f"tui-ft: {plan.total} steps")
-            results["tui-ft"] = run_tui_ft(args, plan, init_dir, train, args.device, tmp)
+            for variant in variants:
+                items = items_for(variant, train, args)
+                packed = items is not train
+                vplan = (Plan(args, len(items), batch=args.rows, grad_accum=1) if packed
+                         else plan)
+                log(f"tui-ft {variant}: {vplan.total} steps")
+                r = run_tui_ft(args, vplan, init_dir, items, args.device, tmp, variant)
+                r["plan"], r["variant"] = vplan, variant
+                if packed:
+                    r["packing"] = {"rows": len(items), "rows_per_step": args.rows,
+                                    "fill": round(sum(i.length for i in items)
+                                                  / (len(items) * args.max_length), 4)}
+                results[f"tui-ft:{variant}"] = r
         if args.impl in ("both", "hf"):
             log(f"hf-trainer: {plan.total} steps")
             results["hf-trainer"] = run_hf(args, plan, hf, train, val, args.device, tmp)
@@ -494,7 +552,7 @@ def main(argv=None) -> int:
         from tui_ft.model.weights import load_model
 
         for name, r in results.items():
-            if name == "tui-ft":
+            if name.startswith("tui-ft"):
                 ckpt = sorted((r["run_dir"] / "checkpoints").glob("checkpoint-*"),
                               key=lambda q: int(q.name.split("-")[1]))[-1]
                 final, _ = load_model(str(ckpt), device=args.device)
@@ -506,10 +564,21 @@ def main(argv=None) -> int:
 
     for name, r in results.items():
         tps = r["steady_tokens"] / r["steady_s"]
-        emit({"impl": name, "workload": workload, "model": args.model, "device": args.device,
+        rplan = r.get("plan", plan)
+        extra = {}
+        if "variant" in r:
+            extra = {"variant": r["variant"], "options": VARIANTS[r["variant"]],
+                     "steps_per_epoch": rplan.steps_per_epoch}
+            if "packing" in r:
+                extra["packing"] = r["packing"]
+        emit({"impl": name.split(":")[0], **extra, "workload": workload, "model": args.model,
+              "device": args.device,
               "precision": "bf16 autocast" if args.device == "cuda" else "fp32",
               "tokens_per_s": round(tps, 1),
-              "epoch_s": round(r["steady_s"], 3), "steady_window": plan.window,
+              # Steady-state seconds an epoch: the window's time per step, times the
+              # steps of one epoch (the window itself may span several epochs).
+              "epoch_s": round(r["steady_s"] / r["steady_steps"] * rplan.steps_per_epoch, 3),
+              "steady_s": round(r["steady_s"], 3), "steady_window": rplan.window,
               "steady_steps": r["steady_steps"], "steady_tokens": r["steady_tokens"],
               "ms_per_step": round(1000 * r["steady_s"] / r["steady_steps"], 2),
               "peak_mem_mb": round(r["peak_mem_mb"], 1) if r["peak_mem_mb"] else None,
