@@ -47,13 +47,17 @@ def trim(ids: list[int], eos: int) -> list[int]:
     return ids[:ids.index(eos) + 1] if eos in ids else ids
 
 
-def run_tui_ft(model, prompts, args, sync) -> tuple[list[list[int]], float]:
+# tui-ft decoding paths: name -> generate() keywords.
+VARIANTS = {"dynamic": {}, "static": {"static": True}, "cuda-graphs": {"cuda_graphs": True}}
+
+
+def run_tui_ft(model, prompts, args, sync, variant="dynamic") -> tuple[list[list[int]], float]:
     from tui_ft.model.generate import GenerationConfig, generate
 
     cfg = GenerationConfig(max_new_tokens=args.max_new_tokens, temperature=0.0)
     sync()
     t0 = time.perf_counter()
-    results = generate(model, prompts, cfg, batch_size=args.batch_size)
+    results = generate(model, prompts, cfg, batch_size=args.batch_size, **VARIANTS[variant])
     sync()
     return [r.output_ids for r in results], time.perf_counter() - t0
 
@@ -99,6 +103,9 @@ def main(argv=None) -> int:
     p.add_argument("--dataset", type=Path, default=DATA_W1)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--impl", choices=("both", "tui-ft", "hf"), default="both")
+    p.add_argument("--variants", default=None,
+                   help=f"tui-ft decoding paths, comma-separated, of {', '.join(VARIANTS)} "
+                        "(default: dynamic on the CPU, dynamic,cuda-graphs on CUDA)")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
 
@@ -109,6 +116,14 @@ def main(argv=None) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda but no CUDA device is available (use --device cpu)")
     dtype_name = args.dtype or ("bf16" if args.device == "cuda" else "fp32")
+    variants = [v.strip() for v in (args.variants or ("dynamic,cuda-graphs" if args.device
+                                                      == "cuda" else "dynamic")).split(",")
+                if v.strip()]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        p.error(f"unknown variant(s) {', '.join(unknown)}: use {', '.join(VARIANTS)}")
+    if "cuda-graphs" in variants and args.device != "cuda":
+        p.error("the cuda-graphs variant needs --device cuda")
     dtype = torch.bfloat16 if dtype_name == "bf16" else torch.float32
 
     def sync():
@@ -140,9 +155,11 @@ def main(argv=None) -> int:
               "prompt_tokens_mean": round(sum(map(len, prompts)) / len(prompts), 1)}
     warm = prompts[:min(2, len(prompts))]
     outputs = {}
-    for name in (["tui-ft", "hf-generate"] if args.impl == "both"
-                 else ["tui-ft" if args.impl == "tui-ft" else "hf-generate"]):
-        fn = ((lambda ps: run_tui_ft(ours, ps, args, sync)) if name == "tui-ft"
+    names = ([f"tui-ft:{v}" for v in variants] if args.impl != "hf" else [])
+    names += ["hf-generate"] if args.impl != "tui-ft" else []
+    for name in names:
+        variant = name.split(":")[1] if ":" in name else None
+        fn = ((lambda ps, v=variant: run_tui_ft(ours, ps, args, sync, v)) if variant
               else (lambda ps: run_hf(hf, ps, args, args.device, sync)))
         fn(warm)  # warm-up, not timed
         best, toks = None, None
@@ -152,17 +169,18 @@ def main(argv=None) -> int:
         log(f"{name}: {best:.3f} s")
         outputs[name] = toks
         n_new = sum(len(t) for t in toks)
-        emit({"impl": name, **common, "new_tokens": n_new, "seconds": round(best, 3),
+        emit({"impl": name.split(":")[0], **({"variant": variant} if variant else {}),
+              **common, "new_tokens": n_new, "seconds": round(best, 3),
               "new_tokens_per_s": round(n_new / best, 1),
               "ms_per_prompt": round(1000 * best / len(prompts), 2),
               "ended_eos": sum(1 for t in toks if t and t[-1] == PAD_ID)}, out)
-    if len(outputs) == 2:
-        a, b = outputs["tui-ft"], outputs["hf-generate"]
+    for name in (n for n in outputs if n != "hf-generate" and "hf-generate" in outputs):
+        a, b = outputs[name], outputs["hf-generate"]
         n = min(args.check, len(a))
         same = [a[i] == b[i] for i in range(len(a))]
         first_diff = [next((j for j, (x, y) in enumerate(zip(a[i], b[i])) if x != y),
                            min(len(a[i]), len(b[i]))) for i in range(len(a)) if not same[i]]
-        emit({"agreement": {"first_n": n, "same_first_n": sum(same[:n]),
+        emit({"agreement": {"tui_ft_variant": name.split(":")[1], "first_n": n, "same_first_n": sum(same[:n]),
                             "fraction_first_n": round(sum(same[:n]) / max(1, n), 3),
                             "same_all": sum(same), "all": len(same),
                             "fraction_all": round(sum(same) / max(1, len(same)), 3),

@@ -363,3 +363,34 @@ def test_drop_and_keep_of_finished_rows_agree(eot_model, prompts, monkeypatch):
         assert [r.output_ids for r in a] == [r.output_ids for r in b]
         assert [r.finish_reason for r in a] == [r.finish_reason for r in b]
     assert {"eos", "length"} <= {r.finish_reason for r in dropped[0]}
+
+
+def test_static_decoding_gives_the_same_rows(eot_model, prompts, eot_reference):
+    """Fixed-shape decoding (the path CUDA graphs replay: finished rows stay, attention
+    over the whole cache under a mask) gives the tokens of the dynamic path, greedy
+    and sampled, with left padding and rows ending early."""
+    configs = [GenerationConfig(max_new_tokens=12),
+               GenerationConfig(max_new_tokens=12, temperature=0.3, top_k=5, seed=5),
+               GenerationConfig(max_new_tokens=12, stop_token_id=None)]
+    for c in configs:
+        dynamic = generate(eot_model, prompts, c, batch_size=4)
+        static = generate(eot_model, prompts, c, batch_size=4, static=True)
+        assert [r.output_ids for r in static] == [r.output_ids for r in dynamic]
+        assert [r.finish_reason for r in static] == [r.finish_reason for r in dynamic]
+    greedy_static = generate(eot_model, prompts, configs[0], static=True)
+    assert [r.output_ids for r in greedy_static] == eot_reference
+    assert {"eos", "length"} <= {r.finish_reason for r in greedy_static}
+
+
+def test_cuda_graphs_need_a_cuda_model(model, prompts):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(GenerationError, match="cuda_graphs needs the model on a CUDA"):
+        generate(model, prompts, greedy(4), cuda_graphs=True)
+
+
+def test_a_static_cache_refuses_calls_without_positions_and_mask(model):
+    cache = KVCache(model.config, 1, 8, "cpu", torch.float32)
+    cache.write_at = torch.zeros(1, dtype=torch.long)
+    with pytest.raises(ValueError, match="explicit position_ids and attn_mask"):
+        model.hidden_states(torch.tensor([[1]]), cache=cache)

@@ -188,3 +188,27 @@ def test_memory_estimate_matches_the_cuda_peak_of_a_training_step():
     e = estimate_memory(model.config, precision="bf16", batch_size=4, seq_len=512,
                         device_type="cuda")
     assert peak == pytest.approx(e.total, rel=0.2), (peak, e.to_dict())
+
+
+# -- generation ------------------------------------------------------------------------------------
+
+
+def test_cuda_graph_decoding_gives_the_tokens_of_the_dynamic_path():
+    from tui_ft.model.generate import GenerationConfig, generate
+
+    model = _gpt(seed=4, n_embd=256, n_layer=4, n_head=4, context_length=512).eval()
+    with torch.no_grad():  # GPT-2-like scales: varied continuations, not one-token loops
+        for name, p in model.named_parameters():
+            if name == "wte.weight":
+                p.normal_(0, 0.1)
+            elif name.startswith("h.") and p.dim() == 2:
+                p.normal_(0, 0.15)
+    g = torch.Generator().manual_seed(7)
+    prompts = [torch.randint(0, 50000, (n,), generator=g).tolist()
+               for n in (5, 40, 12, 90, 3, 33, 64, 8, 20)]
+    for config in (GenerationConfig(max_new_tokens=48, stop_token_id=None),
+                   GenerationConfig(max_new_tokens=48, temperature=0.7, top_p=0.9, seed=3,
+                                    stop_token_id=None)):
+        dynamic = generate(model, prompts, config, batch_size=4)
+        graphed = generate(model, prompts, config, batch_size=4, cuda_graphs=True)
+        assert [r.output_ids for r in graphed] == [r.output_ids for r in dynamic]

@@ -129,6 +129,7 @@ def _fit(prompt: list[int], budget: int, max_new_tokens: int, context: int):
 def generate(model, prompts: list[list[int]], config: GenerationConfig, *,
              batch_size: int = 16,
              on_result: Callable[[int, GenerationResult], None] | None = None,
+             static: bool = False, cuda_graphs: bool = False,
              ) -> list[GenerationResult]:
     """Continue every prompt (token ids) with `model`; results come in the prompts' order.
     `on_result(index, result)` is called as each batch finishes (batches go longest
@@ -141,10 +142,19 @@ def generate(model, prompts: list[list[int]], config: GenerationConfig, *,
     seeded from (config.seed, the prompt's index in `prompts`): a prompt at the same
     index gets the same tokens for the same seed whatever the batch size or the other
     prompts, again up to rounding of the logits, which can only matter where two
-    tokens are within a rounding error of each other."""
+    tokens are within a rounding error of each other.
+
+    `static` decodes with fixed shapes: every row stays in the batch to the end (the
+    finished ones ignored) and attention runs over the whole cache under a mask.
+    `cuda_graphs` (CUDA only; implies `static`) captures that decoding step once per
+    batch as a CUDA graph and replays it: a step then costs one launch instead of a
+    few hundred, which is what small models at small batches are bound by."""
     import torch
 
     config.validate()
+    if cuda_graphs and _model_device_dtype(model)[0].type != "cuda":
+        raise GenerationError("cuda_graphs needs the model on a CUDA device")
+    mode = "graph" if cuda_graphs else "static" if static else "dynamic"
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise GenerationError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     cfg = model.config
@@ -168,7 +178,7 @@ def generate(model, prompts: list[list[int]], config: GenerationConfig, *,
             for start in range(0, len(order), batch_size):
                 chunk = order[start:start + batch_size]
                 outs = _generate_batch(model, [fitted[i][0] for i in chunk], chunk,
-                                       config, seed)
+                                       config, seed, mode)
                 for i, (ids, reason) in zip(chunk, outs):
                     text, _ = _text_of(ids, config.stop_token_id, config.stop_strings)
                     results[i] = GenerationResult(fitted[i][0], ids, text, reason,
@@ -193,7 +203,8 @@ def _logits_last(model, ids, position_ids, attn_mask, cache):
 
 
 def _generate_batch(model, rows: list[list[int]], indices: list[int],
-                    config: GenerationConfig, seed: int) -> list[tuple[list[int], str]]:
+                    config: GenerationConfig, seed: int,
+                    mode: str = "dynamic") -> list[tuple[list[int], str]]:
     """Generate for one batch of fitted prompts; (output_ids, finish_reason) per row.
 
     Rows that finish leave the batch (`KVCache.reorder`) instead of riding along
@@ -234,6 +245,9 @@ def _generate_batch(model, rows: list[list[int]], indices: list[int],
 
     cache = KVCache(model.config, B, max_len, device, dtype)
     logits = _logits_last(model, ids.to(device), position_ids.to(device), mask, cache)
+    drop_finished = _DROP_FINISHED and mode == "dynamic"
+    decoder = (_StaticStep(model, cache, key_real.to(device), P, graph=mode == "graph")
+               if mode != "dynamic" else None)
 
     gens = None
     if not config.greedy:
@@ -269,7 +283,7 @@ def _generate_batch(model, rows: list[list[int]], indices: list[int],
                 keep.append(slot)
         if not keep:
             break
-        if len(keep) < len(active) and _DROP_FINISHED:
+        if len(keep) < len(active) and drop_finished:
             index = torch.tensor(keep, device=device)
             cache.reorder(index)
             key_real = key_real.index_select(0, index)
@@ -277,11 +291,67 @@ def _generate_batch(model, rows: list[list[int]], indices: list[int],
             tokens = tokens.index_select(0, index)
             active = [active[s] for s in keep]
             padded = bool(pad.any())
-        step_mask = key_real[:, None, None, :filled + 1] if padded else None
-        logits = _logits_last(model, tokens.unsqueeze(1), (filled - pad).unsqueeze(1),
-                              step_mask, cache)
+        if decoder is not None:
+            logits = decoder(tokens, filled - pad, filled)
+        else:
+            step_mask = key_real[:, None, None, :filled + 1] if padded else None
+            logits = _logits_last(model, tokens.unsqueeze(1), (filled - pad).unsqueeze(1),
+                                  step_mask, cache)
         filled += 1
     return [(outputs[r], reasons[r] or "length") for r in range(B)]
+
+
+class _StaticStep:
+    """One decoding step with fixed shapes: the inputs live in buffers of fixed
+    address, the token is written into the cache at a position held in a tensor
+    (`KVCache.write_at`), and attention covers the whole cache under a mask that
+    grows one position a step. With `graph`, the step is captured as a CUDA graph at
+    its first call (after two warm-up runs on a side stream, as torch's docs
+    prescribe) and replayed after that; the logits it returns live in the graph's
+    output buffer, overwritten by the next step."""
+
+    def __init__(self, model, cache, key_real, prompt_len: int, *, graph: bool) -> None:
+        import torch
+
+        B, L = key_real.shape
+        device = key_real.device
+        self.model, self.cache, self.use_graph = model, cache, graph
+        self.tokens = torch.zeros(B, 1, dtype=torch.long, device=device)
+        self.positions = torch.zeros(B, 1, dtype=torch.long, device=device)
+        # Real prompt keys; the positions of new tokens open as they are written.
+        self.mask = key_real.clone()
+        self.mask[:, prompt_len:] = False
+        self.mask = self.mask[:, None, None, :]
+        cache.write_at = torch.zeros(1, dtype=torch.long, device=device)
+        self.graph = None
+        self.out = None
+
+    def _run(self):
+        return _logits_last(self.model, self.tokens, self.positions, self.mask, self.cache)
+
+    def __call__(self, tokens, positions, filled: int):
+        import torch
+
+        self.tokens.copy_(tokens.view(-1, 1))
+        self.positions.copy_(positions.view(-1, 1))
+        self.mask[..., filled] = True
+        self.cache.write_at.fill_(filled)
+        if not self.use_graph:
+            return self._run()
+        if self.graph is None:
+            # Warm-up runs write the same keys and values at the same position as the
+            # replay will, so they change nothing.
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(2):
+                    self._run()
+            torch.cuda.current_stream().wait_stream(side)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.out = self._run()
+        self.graph.replay()
+        return self.out
 
 
 def _next_tokens(logits, config: GenerationConfig, gens):

@@ -29,6 +29,10 @@ class KVCache:
         self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
         self.length = 0
         self.max_len = max_len
+        # Static decoding (fixed shapes, e.g. for a CUDA graph): a (T,) tensor of the
+        # cache positions the next call writes, and attention then runs over the whole
+        # cache under the caller's mask; `length` is left alone.
+        self.write_at: torch.Tensor | None = None
 
     def reorder(self, index: torch.Tensor) -> None:
         """Keep only the batch rows in `index` (finished sequences dropped)."""
@@ -54,7 +58,11 @@ class CausalSelfAttention(nn.Module):
         k = k.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
         v = v.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
         dropout = self.dropout if self.training else 0.0
-        if cache is not None:
+        if cache is not None and cache.write_at is not None:
+            cache.k[layer].index_copy_(2, cache.write_at, k)
+            cache.v[layer].index_copy_(2, cache.write_at, v)
+            k, v = cache.k[layer], cache.v[layer]
+        elif cache is not None:
             start = cache.length
             cache.k[layer][:, :, start:start + T] = k
             cache.v[layer][:, :, start:start + T] = v
@@ -139,12 +147,15 @@ class GPT(nn.Module):
         earlier tokens of its own document (pass the positions restarting at each
         document too), so a row of several documents computes what each would alone."""
         B, T = input_ids.shape
+        static = cache is not None and cache.write_at is not None
+        if static and (position_ids is None or attn_mask is None):
+            raise ValueError("a static cache needs explicit position_ids and attn_mask")
         if document_ids is not None:
             if attn_mask is not None or cache is not None:
                 raise ValueError("document_ids builds the attention mask itself: pass "
                                  "neither attn_mask nor a cache with it")
             attn_mask = document_mask(document_ids)
-        start = cache.length if cache is not None else 0
+        start = cache.length if cache is not None and not static else 0
         if start + T > self.config.context_length:
             raise ValueError(f"sequence of {start + T} tokens exceeds the model's context "
                              f"({self.config.context_length})")
@@ -159,7 +170,7 @@ class GPT(nn.Module):
                                                       use_reentrant=False)
             else:
                 x = block(x, attn_mask, cache, i)
-        if cache is not None:
+        if cache is not None and not static:
             cache.length = start + T
         return self.ln_f(x)
 
