@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tui_ft.commands.progress import describe_event
 from tui_ft.config import TrainConfig
 from tui_ft.data.batches import (Example, Pack, collate, collate_packed, encode_records,
                                  pack_examples, padded_width)
@@ -224,6 +225,7 @@ def test_a_packed_run_trains_and_says_how_full_its_rows_are(tmp_path):
     # 12 examples of 19 tokens, rows of 64: 3 a row, 4 rows, 57/64 full.
     assert packing["rows"] == 4 and packing["examples"] == 12
     assert packing["fill"] == pytest.approx(57 / 64, abs=1e-4)
+    assert describe_event(packing) == "packing: 12 records in 4 rows of 64 tokens, 89.1% full"
     start = next(m for m in metrics if m.get("event") == "start")
     assert start["steps_per_epoch"] == 2 and start["total_steps"] == 8
     vals = [m["val_loss"] for m in metrics if "val_loss" in m]

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from tui_ft.commands.progress import describe_event
 from tui_ft.config import TrainConfig
 from tui_ft.train.worker import prepare_run, run_in_process
 
@@ -47,6 +48,8 @@ def test_torch_compile_failure_falls_back_to_eager_with_an_event(tmp_path, monke
     assert run_in_process(run) == "finished"
     events = [m for m in run.read_metrics() if m.get("event") == "compile_fallback"]
     assert len(events) == 1 and "no C++ compiler found" in events[0]["reason"]
+    assert describe_event(events[0]) == ("torch.compile failed, training without it: "
+                                         "RuntimeError: no C++ compiler found")
     assert [m["step"] for m in run.read_metrics() if "train_loss" in m] == [1, 2]
 
 
@@ -87,6 +90,8 @@ def test_cuda_graphs_are_not_used_with_gradient_accumulation(tmp_path, monkeypat
     else:
         assert len(changed) == 1 and changed[0]["to"] == "default"
         assert "accumulat" in changed[0]["reason"]
+        assert describe_event(changed[0]).startswith(
+            "torch.compile mode reduce-overhead -> default: CUDA graphs corrupt")
 
 
 def test_torch_compile_pads_batches_to_a_multiple_of_64(tmp_path, monkeypatch):

@@ -106,6 +106,8 @@ class TrainingProgress:
                 f"{m.get('best_checkpoint') or 'not saved yet'}. 'tui-ft stop RUN' stops it.")
         elif event == "checkpoint":
             self.line.message(f"step {self.step}: saved {m.get('checkpoint')}")
+        elif event in ("packing", "compile_fallback", "compile_mode_changed"):
+            self.line.message(f"step {self.step}: {describe_event(m)}")
         elif event in ("failed", "stopped", "early_stopping"):
             self.line.message(f"step {self.step}: {event}"
                               + (f": {m['error']}" if m.get("error") else ""))
@@ -120,3 +122,33 @@ class TrainingProgress:
     def text(self) -> str:
         return " | ".join(progress_parts(self.step, self.total, self.epoch, self.train_loss,
                                          self.val_loss, self.speed, self.eta()))
+
+
+def describe_event(m: dict) -> str:
+    """One line about a metrics event, for the run log of the Training screen and the
+    CLI's progress messages."""
+    event = m.get("event")
+    if event == "checkpoint":
+        return f"saved {m.get('checkpoint')}" + (
+            f" (removed {', '.join(m['removed'])})" if m.get("removed") else "")
+    if event == "data":
+        return (f"data: {m.get('train')} train, {m.get('val')} val, {m.get('test')} test, "
+                f"{m.get('bad_records')} bad, {m.get('truncated')} truncated")
+    if event == "packing":
+        fill = m.get("fill")
+        return (f"packing: {m.get('examples')} records in {m.get('rows')} rows of "
+                f"{m.get('row_length')} tokens"
+                + (f", {100 * fill:.1f}% full" if isinstance(fill, (int, float)) else ""))
+    if event == "start":
+        return (f"started: {m.get('total_steps')} steps on {m.get('device')} "
+                f"({m.get('precision')})")
+    if event == "overfitting":
+        return (f"overfitting since step {m.get('began_at_step')}; best "
+                f"{m.get('best_checkpoint') or 'step ' + str(m.get('best_step'))}")
+    if event == "compile_fallback":
+        return f"torch.compile failed, training without it: {m.get('reason')}"
+    if event == "compile_mode_changed":
+        return (f"torch.compile mode {m.get('from')} -> {m.get('to')}: {m.get('reason')}")
+    if event == "failed":
+        return f"failed: {m.get('error')}"
+    return str(event)

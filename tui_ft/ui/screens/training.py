@@ -16,7 +16,7 @@ from textual.screen import Screen
 from textual.widgets import OptionList, ProgressBar, RichLog, Static
 from textual.widgets.option_list import Option
 
-from ...commands.progress import progress_parts
+from ...commands.progress import describe_event, progress_parts
 from ...errors import TuiFtError
 from ...paths import runs_dir
 from ...text import visible
@@ -215,26 +215,7 @@ class TrainingScreen(Screen):
             self.overfitting = None
             self._show_banner()
         if event:
-            self._log_line(f"step {step}: {self._describe_event(m)}")
-
-    @staticmethod
-    def _describe_event(m: dict) -> str:
-        event = m.get("event")
-        if event == "checkpoint":
-            return f"saved {m.get('checkpoint')}" + (
-                f" (removed {', '.join(m['removed'])})" if m.get("removed") else "")
-        if event == "data":
-            return (f"data: {m.get('train')} train, {m.get('val')} val, {m.get('test')} test, "
-                    f"{m.get('bad_records')} bad, {m.get('truncated')} truncated")
-        if event == "start":
-            return (f"started: {m.get('total_steps')} steps on {m.get('device')} "
-                    f"({m.get('precision')})")
-        if event == "overfitting":
-            return (f"overfitting since step {m.get('began_at_step')}; best "
-                    f"{m.get('best_checkpoint') or 'step ' + str(m.get('best_step'))}")
-        if event == "failed":
-            return f"failed: {m.get('error')}"
-        return str(event)
+            self._log_line(f"step {step}: {describe_event(m)}")
 
     def _log_line(self, text: str) -> None:
         self.query_one("#run-log", RichLog).write(Text(visible(text, keep_newlines=False)))
