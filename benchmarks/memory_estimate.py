@@ -1,18 +1,32 @@
 #!/usr/bin/env python3
 """Benchmark: `tui_ft.model.memory.estimate_memory` against memory measured in a real
-training step (forward, backward, AdamW step) of our GPT, per preset and precision.
+training step (forward, loss, backward, clipping, fused AdamW step) of our GPT, per
+preset and precision.
+
+The step is the Trainer's (tui_ft/train/loop.py): the final hidden states under
+autocast, then the chunked loss `lm_loss_sum` (tui_ft/model/loss.py) over the
+labelled positions only (`positions=target_positions`, as collate makes them), no
+logits held by the loop, then clip_grad_norm_ and AdamW with fused=True (the CPU too,
+as loop.py's `_adamw` asks). The labels mask the first `--masked` fraction of every
+row (-100, like a masked prompt), and the estimate is given the number of labelled
+tokens (`targets`); the row also reports the estimate with every token labelled, the
+default, an upper bound. `--loss plain` measures the earlier path instead
+(logits = model(ids), cross-entropy over them, the logits held until the next step).
 
 On CUDA: torch.cuda.max_memory_allocated over the second step (the first one creates
 the optimizer state), against the estimate's total. On the CPU: the bytes of every
-tensor autograd saves for the backward pass (saved_tensors_hooks, each storage once)
-plus the logits, against the estimate's activations; and the peak of the profiler's
-memory timeline over the second step, against the estimate's total. Weights,
-gradients and optimizer state are counted from the tensors after the step.
+tensor autograd saves for the backward pass (saved_tensors_hooks, each storage once;
+for the chunked loss its two saved gradients and index_select's positions, for the
+plain path plus the logits), against the estimate's activations; and the peak of the
+profiler's memory timeline over the second step, against the estimate's total.
+Weights, gradients and optimizer state are counted from the tensors after the step.
 
 One JSON object per case, then one about the machine:
 
     python benchmarks/memory_estimate.py --presets tiny,gpt2 --batch 2 --seq-len 128
     python benchmarks/memory_estimate.py --precisions fp32,bf16 --no-profile
+    python benchmarks/memory_estimate.py --presets tiny --batch 8 --seq-len 256 --chunk 512
+    python benchmarks/memory_estimate.py --presets tiny --masked 0   # every token labelled
 """
 
 from __future__ import annotations
@@ -51,20 +65,60 @@ def _build(config, device):
     with torch.device(device):
         model = GPT(config)
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    # The Trainer's optimizer (loop.py `_adamw`): fused, where this torch has the kernel.
+    try:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    except (RuntimeError, ValueError, TypeError):
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     return model, optimizer
 
 
-def _step(model, optimizer, ids, precision, device):
-    """One training step as a training loop writes it: the logits stay referenced
-    until the next step. Returns the logits (so the caller decides when they go).
-    The targets are any aligned token ids: batches come with labels already shifted."""
-    from tui_ft.model.gpt import lm_loss
+def make_batch(ids, masked):
+    """The batch the loop gets from collate: `labels` aligned with the ids (already
+    shifted), the first `masked` fraction of every row -100 (a masked prompt), and
+    `target_positions`, the flat indices of the labelled tokens (collate's own
+    function)."""
+    from tui_ft.data.batches import _target_positions
+    from tui_ft.model.loss import IGNORE_INDEX
+
+    labels = ids.roll(-1, dims=1)
+    labels[:, :int(ids.size(1) * masked)] = IGNORE_INDEX
+    return {"input_ids": ids, "labels": labels,
+            "target_positions": _target_positions(labels.cpu()).to(ids.device)}
+
+
+def _loss_sum(model, batch, precision, device, chunk):
+    """The Trainer's loss (Trainer._loss_sum): the hidden states under autocast, then
+    the chunked loss over the labelled positions; `hidden` goes when this returns, as
+    it does there."""
+    from tui_ft.model.loss import lm_loss_sum
 
     with _autocast(device, precision):
-        logits = model(ids)
-    loss = lm_loss(logits, ids.roll(-1, dims=1))
-    loss.backward()
+        hidden = model.hidden_states(batch["input_ids"])
+        return lm_loss_sum(hidden, model.lm_head.weight, batch["labels"], chunk=chunk,
+                           positions=batch["target_positions"])
+
+
+def _step(model, optimizer, batch, precision, device, loss="chunked", chunk=None):
+    """One training step as the Trainer writes it: the summed loss over the number of
+    targets, backward, gradient clipping at 1.0, the optimizer step, the gradients
+    dropped. Returns what the loop still holds: nothing for the chunked loss, the
+    logits for the plain path (so the caller decides when they go)."""
+    import torch
+
+    from tui_ft.model.gpt import lm_loss
+    from tui_ft.model.loss import DEFAULT_CHUNK
+
+    logits = None
+    if loss == "chunked":
+        value = (_loss_sum(model, batch, precision, device, chunk or DEFAULT_CHUNK)
+                 / max(1, batch["target_positions"].numel()))
+    else:
+        with _autocast(device, precision):
+            logits = model(batch["input_ids"])
+        value = lm_loss(logits, batch["labels"])
+    value.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return logits
@@ -85,13 +139,17 @@ def is_weight_copy(t) -> bool:
                     for f, _ in fn.next_functions))
 
 
-def measure_saved(model, ids, precision, device) -> tuple[int, int]:
+def measure_saved(model, batch, precision, device, loss="chunked",
+                  chunk=None) -> tuple[int, int]:
     """(activations, weight copies): bytes autograd keeps for the backward pass after a
-    forward and the loss, each storage once and parameters excluded, plus the logits
-    the loop holds; autocast's casts of the weights counted apart."""
+    forward and the loss, each storage once and parameters excluded (for the chunked
+    loss: its saved gradients of the selected hidden states and of the output weight,
+    and index_select's positions), plus, for the plain path, the logits the loop holds;
+    autocast's casts of the weights counted apart."""
     import torch
 
     from tui_ft.model.gpt import lm_loss
+    from tui_ft.model.loss import DEFAULT_CHUNK
 
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
     storages: dict[int, int] = {}
@@ -104,16 +162,21 @@ def measure_saved(model, ids, precision, device) -> tuple[int, int]:
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        with _autocast(device, precision):
-            logits = model(ids)
-        loss = lm_loss(logits, ids.roll(-1, dims=1))
-    s = logits.untyped_storage()
-    storages.setdefault(s.data_ptr(), s.nbytes())
-    del loss, logits
+        if loss == "chunked":
+            value = _loss_sum(model, batch, precision, device, chunk or DEFAULT_CHUNK)
+        else:
+            with _autocast(device, precision):
+                logits = model(batch["input_ids"])
+            value = lm_loss(logits, batch["labels"])
+            s = logits.untyped_storage()
+            storages.setdefault(s.data_ptr(), s.nbytes())
+            del logits
+    del value
     return sum(storages.values()), sum(copies.values())
 
 
-def measure_cpu_peak(model, optimizer, ids, precision, device) -> int | None:
+def measure_cpu_peak(model, optimizer, batch, precision, device, loss="chunked",
+                     chunk=None) -> int | None:
     """Peak bytes of CPU tensors over one step, from the profiler's memory timeline
     (a private torch API: None where it is missing or fails)."""
     try:
@@ -124,8 +187,8 @@ def measure_cpu_peak(model, optimizer, ids, precision, device) -> int | None:
     try:
         with profile(activities=[ProfilerActivity.CPU], profile_memory=True,
                      record_shapes=True, with_stack=True) as prof:
-            logits = _step(model, optimizer, ids, precision, device)
-            del logits
+            held = _step(model, optimizer, batch, precision, device, loss, chunk)
+            del held
         _, sizes = MemoryProfileTimeline(prof._memory_profile())._coalesce_timeline("cpu")
         return int(max(sum(row) for row in sizes))
     except Exception as exc:  # a private API may change between torch releases
@@ -133,10 +196,12 @@ def measure_cpu_peak(model, optimizer, ids, precision, device) -> int | None:
         return None
 
 
-def run_case(preset_name, precision, batch, seq_len, device, profile_cpu) -> dict:
+def run_case(preset_name, precision, batch, seq_len, device, profile_cpu,
+             loss="chunked", chunk=None, masked=0.25) -> dict:
     import torch
 
     from tui_ft.model.gpt import GPTConfig
+    from tui_ft.model.loss import DEFAULT_CHUNK
     from tui_ft.model.memory import estimate_memory
     from tui_ft.model.presets import get_preset
 
@@ -146,34 +211,44 @@ def run_case(preset_name, precision, batch, seq_len, device, profile_cpu) -> dic
     config = GPTConfig(**preset.config_dict())
     if seq_len > config.context_length:
         seq_len = config.context_length
-    estimate = estimate_memory(config, precision=precision, batch_size=batch, seq_len=seq_len,
-                               device_type=device.type)
-    row = {"preset": preset_name, "precision": precision, "batch": batch,
-           "seq_len": seq_len, "device": str(device), "estimate": estimate.to_dict()}
+    chunk = chunk or DEFAULT_CHUNK
     t0 = time.perf_counter()
     model, optimizer = _build(config, device)
     ids = torch.randint(0, config.vocab_size, (batch, seq_len), device=device,
                         generator=torch.Generator(device=device).manual_seed(0))
+    data = make_batch(ids, masked)
+    targets = data["target_positions"].numel()
+    kw = {"precision": precision, "batch_size": batch, "seq_len": seq_len,
+          "device_type": device.type, "loss": loss, "chunk": chunk}
+    estimate = estimate_memory(config, targets=targets, **kw)
+    row = {"preset": preset_name, "precision": precision, "batch": batch,
+           "seq_len": seq_len, "targets": targets, "loss": loss,
+           "chunk": chunk if loss == "chunked" else None,
+           "optimizer": "AdamW fused" if optimizer.defaults.get("fused") else "AdamW",
+           "device": str(device), "estimate": estimate.to_dict(),
+           # Every token taken as labelled, the estimate's default: an upper bound.
+           "estimate_all_labelled_total": estimate_memory(config, **kw).total}
     measured: dict = {}
-    # The first step creates the optimizer state; its logits go before measuring.
-    logits = _step(model, optimizer, ids, precision, device)
-    del logits
+    # The first step creates the optimizer state; its logits (plain) go before measuring.
+    held = _step(model, optimizer, data, precision, device, loss, chunk)
+    del held
     measured["weights"] = _nbytes(model.parameters())
     measured["optimizer"] = sum(_nbytes(v for v in state.values() if torch.is_tensor(v))
                                 for state in optimizer.state.values())
-    measured["activations"], measured["weight_copies"] = measure_saved(model, ids, precision,
-                                                                        device)
+    measured["activations"], measured["weight_copies"] = measure_saved(
+        model, data, precision, device, loss, chunk)
     model.zero_grad(set_to_none=True)
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats(device)
-        logits = _step(model, optimizer, ids, precision, device)
+        held = _step(model, optimizer, data, precision, device, loss, chunk)
         torch.cuda.synchronize()
         measured["peak"] = torch.cuda.max_memory_allocated(device)
         measured["peak_source"] = "torch.cuda.max_memory_allocated"
-        del logits
+        del held
     elif profile_cpu:
-        measured["peak"] = measure_cpu_peak(model, optimizer, ids, precision, device)
+        measured["peak"] = measure_cpu_peak(model, optimizer, data, precision, device,
+                                            loss, chunk)
         measured["peak_source"] = "torch.profiler memory timeline (CPU)"
     measured["gradients"] = measured["weights"]  # every parameter gets an fp32 gradient
     row["measured"] = measured
@@ -197,10 +272,22 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    parser.add_argument("--loss", choices=("chunked", "plain"), default="chunked",
+                        help="the Trainer's chunked loss (default), or the plain path: "
+                             "full logits and cross-entropy")
+    parser.add_argument("--chunk", type=int, default=None,
+                        help="tokens per chunk of the chunked loss (default: "
+                             "tui_ft.model.loss.DEFAULT_CHUNK, 4096)")
+    parser.add_argument("--masked", type=float, default=0.25,
+                        help="fraction of every row's first tokens without a label "
+                             "(-100, a masked prompt): the chunked loss projects only the "
+                             "others (default: 0.25)")
     parser.add_argument("--no-profile", action="store_true",
                         help="CPU: skip the profiler's peak (the slow part)")
     parser.add_argument("--out", help="also append the JSON lines to this file")
     args = parser.parse_args(argv)
+    if not 0 <= args.masked < 1:
+        parser.error(f"--masked must be in [0, 1), got {args.masked}")
 
     import torch
 
@@ -216,7 +303,8 @@ def main(argv=None) -> int:
                 continue
             print(f"{preset} {precision} ...", file=sys.stderr, flush=True)
             row = run_case(preset, precision, args.batch, args.seq_len, device,
-                           profile_cpu=not args.no_profile)
+                           profile_cpu=not args.no_profile, loss=args.loss,
+                           chunk=args.chunk, masked=args.masked)
             lines.append(json.dumps(row))
             print(lines[-1], flush=True)
     machine = {

@@ -117,3 +117,31 @@ def test_bad_arguments_say_what_is_wrong():
         lm_loss_sum(hidden, weight, labels, chunk=0)
     with pytest.raises(ValueError, match="69 labels for 70 positions"):
         lm_loss_sum(hidden, weight, labels[:-1])
+
+
+def test_positions_project_only_the_labelled_rows_with_the_same_result():
+    """With `positions` (the labelled rows, as collate finds them) the loss and both
+    gradients are those of the whole batch; rows without a label get zero gradient."""
+    from tui_ft.data.batches import Example, collate
+
+    hidden, weight, labels = _inputs(n=60, ignore_every=0)
+    examples = [Example(tuple(range(5, 5 + n)), tuple([-100] * (n // 2) + list(range(n - n // 2))), n)
+                for n in (20, 14, 9)]
+    batch = collate(examples, pad_id=0)
+    y = batch["labels"]
+    assert y.shape == (3, 20)
+    positions = batch["target_positions"]
+    assert positions.tolist() == torch.nonzero(y.view(-1) != -100).squeeze(1).tolist()
+    h0 = hidden.view(3, 20, D)
+    results = []
+    for pos in (None, positions):
+        h = h0.clone().requires_grad_()
+        w = weight.clone().requires_grad_()
+        loss = lm_loss_sum(h, w, y, chunk=7, positions=pos)
+        (loss * 0.1).backward()
+        results.append((loss.detach(), h.grad, w.grad))
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-6, atol=1e-4)
+    torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(results[1][2], results[0][2], rtol=1e-5, atol=1e-7)
+    unlabelled = (y == -100).unsqueeze(-1).expand_as(results[1][1])
+    assert results[1][1][unlabelled].abs().max().item() == 0.0

@@ -244,3 +244,20 @@ def test_packing_and_padding_give_the_same_validation_loss_before_training(tmp_p
         assert run_in_process(run) == "finished"
         losses.append(next(m["val_loss"] for m in run.read_metrics() if "val_loss" in m))
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_a_compiled_packed_run_gives_the_eager_losses(tmp_path):
+    """torch.compile for real (inductor on the CPU; ~20 s) over packed rows, with the
+    document mask and restarting positions inside the compiled graph: no fallback,
+    and the losses of the eager run."""
+    losses = []
+    for name, extra in (("eager", {}), ("compiled", {"torch_compile": True})):
+        run, _ = prepare_run(_config(tmp_path, name, num_train_epochs=2, **extra))
+        assert run_in_process(run) == "finished"
+        metrics = run.read_metrics()
+        assert not [m for m in metrics if m.get("event") == "compile_fallback"]
+        losses.append([m.get("train_loss", m.get("val_loss")) for m in metrics
+                       if ("train_loss" in m or "val_loss" in m) and "event" not in m])
+    assert len(losses[0]) == len(losses[1]) == 6
+    assert losses[1] == pytest.approx(losses[0], rel=1e-4)

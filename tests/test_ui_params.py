@@ -5,9 +5,12 @@ the memory estimate, and the look at 80x24 (one snapshot)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
+
+import pytest
 
 from textual.screen import Screen
 from textual.widgets import Checkbox, Input, Select
@@ -334,16 +337,36 @@ async def test_changes_from_other_screens_merge_into_the_draft():
 # -- memory estimate ---------------------------------------------------------------------
 
 
+def _mib(shown: str) -> float:
+    number, unit = shown.split()
+    return float(number) * {"B": 2**-20, "KiB": 2**-10, "MiB": 1, "GiB": 1024}[unit]
+
+
 async def test_memory_estimate_follows_batch_size_model_and_length(tmp_path):
     app = app_on_params()
     async with app.run_test(size=(100, 40)) as pilot:
         screen = await params_screen(pilot)
         text = estimate_text(screen)
         assert "tiny \u00b7 fp32 \u00b7 batch 8\u00d7256" in text
-        assert "total \u2248" in text and "GiB" in text
-        for part in ("weights", "gradients", "optimizer", "activations"):
-            assert part in text
         tiny8 = screen.estimate.result.estimate.total
+        # The total, in the unit that fits it (MiB under 1 GiB: the chunked loss keeps
+        # the tiny model's estimate there), and the number is the estimate's.
+        shown = re.search(r"total \u2248 (\d+(?:\.\d+)?) (MiB|GiB)\b", text)
+        assert shown, text
+        unit = "GiB" if tiny8 >= 1 << 30 else "MiB"
+        assert shown[2] == unit
+        assert _mib(f"{shown[1]} {unit}") == pytest.approx(tiny8 / 2**20, rel=5e-3)
+        # The parts, and the transient on top of them at the peak (the loss's chunk).
+        e = screen.estimate.result.estimate
+        parts = re.search(r"weights\+Adam (\S+ \S+), grads (\S+ \S+), activations "
+                          r"(\S+ \S+), loss \+(\S+ \S+)$", text)
+        assert parts, text
+        assert e.peak_at == "loss forward"
+        # (Shown to 3 significant figures.)
+        for shown_part, value in zip(parts.groups(), (
+                e.weights + e.optimizer, e.gradients, e.activations + e.weight_copies,
+                e.workspace)):
+            assert _mib(shown_part) == pytest.approx(value / 2**20, rel=5e-3), shown_part
 
         await type_into(pilot, screen, "per_device_train_batch_size", "16")
         text = await estimate_settled(pilot, screen)

@@ -151,7 +151,16 @@ def collate(examples: Sequence[Example], *, pad_id: int = EOT_ID, device=None,
         "labels": torch.tensor(labels, dtype=torch.long),
         "lengths": torch.tensor([len(e.input_ids) for e in examples], dtype=torch.long),
     }
+    batch["target_positions"] = _target_positions(batch["labels"])
     return _to_device(batch, device, pin_memory)
+
+
+def _target_positions(labels):
+    """Flat indices of the positions that have a label (for `lm_loss_sum`), found on
+    the host before the batch moves, so the device never has to be asked."""
+    import torch
+
+    return torch.nonzero(labels.reshape(-1) != IGNORE_INDEX).squeeze(1)
 
 
 @dataclass(frozen=True)
@@ -239,6 +248,7 @@ def collate_packed(packs: Sequence[Pack], *, width: int, pad_id: int = EOT_ID, d
         "document_ids": torch.tensor(documents, dtype=torch.long),
         "lengths": torch.tensor([p.length for p in packs], dtype=torch.long),
     }
+    batch["target_positions"] = _target_positions(batch["labels"])
     return _to_device(batch, device, pin_memory)
 
 

@@ -21,9 +21,10 @@ from __future__ import annotations
 import torch
 
 IGNORE_INDEX = -100
-# Tokens per chunk: 4096 x 50257 fp32 logits is 0.8 GB at most, a few hundred MB with
-# GPT-2's batch sizes, and large enough that the matmuls stay efficient.
-DEFAULT_CHUNK = 4096
+# Tokens per chunk: the transient of a chunk is about 10 bytes a logit in bf16 (the
+# logits, their fp32 copy and the fp32 log-probabilities), ~1 GB at 2048 x 50257, and
+# 2048 rows keep the matmuls efficient on a GPU.
+DEFAULT_CHUNK = 2048
 
 
 def _compute_dtype(t: torch.Tensor) -> torch.dtype:
@@ -46,21 +47,26 @@ class _LinearCrossEntropy(torch.autograd.Function):
         for start in range(0, n, chunk):
             h = hidden[start:start + chunk].to(dtype)
             y = labels[start:start + chunk]
-            logits = (h @ w.t()).float()
-            lse = torch.logsumexp(logits, dim=-1)
-            valid = y != IGNORE_INDEX
-            target = y.masked_fill(~valid, 0)
-            picked = logits.gather(1, target.unsqueeze(1)).squeeze(1)
-            total += ((lse - picked) * valid).sum()
+            valid = (y != IGNORE_INDEX).unsqueeze(1)
+            target = y.masked_fill(y == IGNORE_INDEX, 0).unsqueeze(1)
+            # fp32 log-probabilities of the compute-dtype logits (one kernel for fp16 on
+            # CUDA; elsewhere torch casts to fp32 first, which memory.py counts).
+            logp = torch.log_softmax(h @ w.t(), dim=-1, dtype=torch.float32)
+            total -= (logp.gather(1, target) * valid).sum()
             if want_grad:
-                # d(loss)/d(logits) = softmax - one_hot(target), zero on ignored rows.
-                probs = logits.sub_(lse.unsqueeze(1)).exp_()
-                probs.scatter_add_(1, target.unsqueeze(1),
-                                   torch.full_like(picked, -1.0).unsqueeze(1))
-                probs.mul_(valid.unsqueeze(1))
+                # d(loss)/d(logits) = softmax - one_hot(target) on learned rows, 0 on
+                # ignored ones. The ignored rows are zeroed through the small operands
+                # (h and the c x d result), not by another pass over c x V.
+                probs = logp.exp_()
+                probs.scatter_add_(1, target, torch.full(target.shape, -1.0,
+                                                         device=probs.device))
                 g = probs.to(dtype)
-                grad_h[start:start + chunk] = (g @ w).to(hidden.dtype)
-                grad_w.add_((g.t() @ h).float())
+                del logp, probs
+                grad_h[start:start + chunk] = ((g @ w) * valid).to(hidden.dtype)
+                grad_w.add_(g.t() @ (h * valid))
+                del g
+            else:
+                del logp
         if want_grad:
             ctx.save_for_backward(grad_h, grad_w)
         ctx.weight_dtype = weight.dtype
@@ -75,16 +81,25 @@ class _LinearCrossEntropy(torch.autograd.Function):
 
 
 def lm_loss_sum(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, *,
-                chunk: int = DEFAULT_CHUNK) -> torch.Tensor:
+                chunk: int = DEFAULT_CHUNK,
+                positions: torch.Tensor | None = None) -> torch.Tensor:
     """Sum of the cross-entropy of `hidden @ weight.T` against `labels` over the
     positions whose label is not -100 (fp32 scalar). `hidden` is (..., d), `labels`
-    the matching (...); `weight` is (vocab, d), the output projection."""
+    the matching (...); `weight` is (vocab, d), the output projection.
+
+    `positions` (optional) are the flat indices of the positions with a label, as
+    `target_positions` from `collate` (worked out on the host, so no device sync):
+    only those rows are projected onto the vocabulary, so padding and masked prompt
+    tokens cost nothing in the largest matmuls of a small model."""
     if chunk < 1:
         raise ValueError(f"chunk must be at least 1, got {chunk}")
     h = hidden.reshape(-1, hidden.size(-1))
     y = labels.reshape(-1)
     if y.numel() != h.size(0):
         raise ValueError(f"{y.numel()} labels for {h.size(0)} positions")
+    if positions is not None:
+        h = h.index_select(0, positions)
+        y = y.index_select(0, positions)
     want_grad = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
     dtype = _compute_dtype(hidden)
     with torch.autocast(hidden.device.type, enabled=False):

@@ -8,6 +8,14 @@ from dataclasses import dataclass
 from .precision import PrecisionError, parse_precision
 
 OPTIMIZER_BYTES_PER_PARAM = {"adamw": 8, "adam": 8, "sgd": 4}  # exp_avg + exp_avg_sq; momentum
+# How the training step computes its loss: "chunked" is the Trainer's (hidden states,
+# then tui_ft.model.loss.lm_loss_sum over the labelled positions); "plain" is
+# logits = model(ids), then F.cross_entropy(logits.float(), ...), with the loop holding
+# the logits.
+LOSSES = ("chunked", "plain")
+# Tokens per chunk of lm_loss_sum: the value of tui_ft.model.loss.DEFAULT_CHUNK, copied
+# because this module imports no torch (tests/test_memory.py checks they agree).
+LOSS_CHUNK = 2048
 _FP32 = 4
 _INT64 = 8
 
@@ -18,8 +26,10 @@ class MemoryEstimate:
     generation). The parts do not all live at once (gradients appear as activations
     are freed), so `total` is the largest of the moments a step goes through, named by
     `peak_at`; `workspace` is the transient that comes on top of the parts at that
-    moment (gradients of the loss over the vocabulary, the two halves of the tied
-    embedding's gradient, or AdamW's temporaries)."""
+    moment (the final hidden states, the labelled rows' copy and one chunk of the
+    loss's logits and log-probabilities; the loss's gradients as its backward pass
+    makes them; or the embedding's half of the tied weight's gradient at the end of
+    the backward pass; fused AdamW's step makes none)."""
 
     precision: str
     batch_size: int
@@ -92,24 +102,87 @@ def _layer_saved_bytes_per_token(d: int, n_head: int, act: int) -> int:
     return 2 * _FP32 * d + 2 * 2 * _FP32 + act * (1 + 3 + 1 + 1 + 4 + 4) * d + _FP32 * n_head
 
 
+def _loss_chunk_workspace(c: int, V: int, d: int, act: int, *, softmax_copy: bool,
+                          add_copy: bool) -> int:
+    """The largest transient of one chunk of lm_loss_sum's forward pass (c tokens; `act`:
+    bytes of the compute dtype), on top of what that whole pass holds. In the order
+    loss.py runs:
+      the logits, h @ w.T: c x V in the compute dtype; log_softmax(..., dtype=float32)
+        writes the fp32 log-probabilities (c x V) next to them, and in bf16/fp16 first
+        copies the logits to fp32 (`softmax_copy`: ATen's fused half-to-float kernel is
+        for fp16 on CUDA only), so 8 B per logit in fp32, 10 in bf16 (6 in fp16 on
+        CUDA) at that moment, the matmul's output then freed;
+      the softmax, exp_ in place in the log-probabilities, and its cast to the compute
+        dtype, `g`, the gradient of the logits (the same tensor in fp32), made next to
+        the fp32 one, which is then deleted: 4 + act B per logit, never above the
+        log_softmax moment, so not listed;
+      the weight's part, g.T @ (h * valid): V x d in the compute dtype next to g and
+        the masked chunk (c x d), plus, when it is lower, the fp32 copy that
+        grad_w.add_ makes of it on the CPU (`add_copy`; TensorIterator casts inside
+        the kernel on CUDA); the hidden states' part, g @ w, is c x d, smaller.
+    Every chunk tensor is deleted before the next chunk starts, so chunks never overlap
+    and the first (largest) chunk is the one that counts. Tensors of c elements (the
+    chunk's labels, targets and mask) are not counted."""
+    if c == 0:  # no labelled token: the loop never runs
+        return 0
+    low = act < _FP32
+    logits = act * c * V
+    logp = _FP32 * c * V
+    moments = [
+        logits + (logp if softmax_copy else 0) + logp,  # log_softmax
+        (logits if low else logp) + act * c * d + act * V * d  # g.T @ (h * valid)
+        + (_FP32 * V * d if add_copy else 0),
+    ]
+    return max(moments)
+
+
 def estimate_memory(config, *, precision: str, batch_size: int, seq_len: int,
                     training: bool = True, activation_checkpointing: bool = False,
                     optimizer: str = "adamw", gradient_accumulation_steps: int = 1,
-                    device_type: str = "cuda") -> MemoryEstimate:
-    """Memory of one training step (forward, backward, optimizer step) or of generation,
-    for a GPTConfig-like `config` (vocab_size, context_length, n_embd, n_layer, n_head,
-    dropout, n_params()).
+                    device_type: str = "cuda", loss: str = "chunked",
+                    chunk: int = LOSS_CHUNK, targets: int | None = None) -> MemoryEstimate:
+    """Memory of one training step (forward, backward, gradient clipping, optimizer
+    step) or of generation, for a GPTConfig-like `config` (vocab_size, context_length,
+    n_embd, n_layer, n_head, dropout, n_params()).
 
     Training in bf16/fp16 is autocast with fp32 master weights (Hugging Face's
     `bf16=True`): weights, gradients and AdamW's two moments are fp32 (4 + 4 + 8 B per
     parameter); activations are in the autocast dtype except the fp32 residual stream
-    and LayerNorm inputs; autocast's low-precision copy of every matmul weight is kept
-    for the backward pass too (`weight_copies`, 2 B per such parameter).
-    The logits cost B x T x V in the compute dtype (held by the training loop) plus the
-    fp32 log-softmax that the loss saves. With gradient accumulation the gradients of
-    earlier micro-batches are alive during the next forward and backward. AdamW's
-    temporaries depend on `device_type`: on CUDA torch updates every tensor at once
-    (foreach: a temporary of 4 B per parameter), on the CPU one tensor at a time.
+    and LayerNorm inputs; autocast's low-precision copy of every block's matmul weight
+    is kept for the backward pass too (`weight_copies`, 2 B per such parameter).
+
+    `loss` is how the step gets its loss. "chunked" (the default) is the Trainer's
+    (Trainer._loss_sum): `hidden = model.hidden_states(ids)` (fp32, ln_f's output),
+    then `lm_loss_sum(hidden, lm_head.weight, labels, chunk=chunk,
+    positions=target_positions)` (tui_ft/model/loss.py). Only the `targets` positions
+    that have a label are projected: `index_select` copies their hidden states (fp32,
+    targets x d) and saves the positions (int64) for its backward pass. The loss makes
+    the logits `chunk` of those rows at a time and works out the gradients of the
+    selected hidden states (targets x d, fp32) and of the output weight (V x d, fp32)
+    during the forward pass; it saves those two for the backward pass (counted in
+    `activations`) and nothing else, so no B x T x V tensor exists and the loop holds
+    no logits. `targets` defaults to every token (batch_size x seq_len), an upper
+    bound: padding and masked prompt tokens have no label, and the loss's part of the
+    estimate shrinks with them. Its forward pass is a moment of its own: the final
+    hidden states, their selected copy, the weight cast to the compute dtype (outside
+    autocast, so not kept) and one chunk's logits and softmax (see
+    _loss_chunk_workspace) on top of every saved activation.
+    "plain" is `logits = model(ids)` then `F.cross_entropy(logits.float(), labels)`:
+    the logits cost B x T x V in the compute dtype (held by the training loop until the
+    next step) plus the fp32 log-softmax that the loss saves, and the loss's backward
+    pass makes two fp32 B x T x V gradients; autocast's copy of the output head is
+    kept; `targets` does not change it (every position is projected).
+
+    The optimizer is the Trainer's fused AdamW (tui_ft/train/loop.py `_adamw`, on CUDA
+    and on the CPU): it updates each parameter in one pass and makes no temporary, and
+    clip_grad_norm_ only a few scalars, so the optimizer step holds the weights,
+    gradients and state and nothing more. (The per-tensor AdamW that older torch falls
+    back to on the CPU would add about two of the largest tensor, V x d fp32 each;
+    not counted.) With gradient accumulation the gradients of earlier micro-batches
+    are alive during the next forward and backward. `device_type` matters for two
+    transients of the chunked loss in bf16/fp16 (see _loss_chunk_workspace). Packed
+    rows (document masks) are not counted: the estimate is of causal attention over
+    plain rows.
 
     Inference (`training=False`) is generation: the weights in `precision`, the KV cache
     (2 x layers x B x T x d), and the transient of one layer plus the last position's
@@ -126,8 +199,11 @@ def estimate_memory(config, *, precision: str, batch_size: int, seq_len: int,
     if training and opt not in OPTIMIZER_BYTES_PER_PARAM:
         raise ValueError(f"unknown optimizer {optimizer!r}: use one of "
                          f"{', '.join(OPTIMIZER_BYTES_PER_PARAM)}")
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}: use one of {', '.join(LOSSES)}")
     for label, value in (("batch_size", batch_size), ("seq_len", seq_len),
-                         ("gradient_accumulation_steps", gradient_accumulation_steps)):
+                         ("gradient_accumulation_steps", gradient_accumulation_steps),
+                         ("chunk", chunk)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{label} must be an integer >= 1, got {value!r}")
     if seq_len > config.context_length:
@@ -139,7 +215,14 @@ def estimate_memory(config, *, precision: str, batch_size: int, seq_len: int,
     n_params = config.n_params()
     linear = L * _block_linear_params(d)
     act = {"fp32": 4, "bf16": 2, "fp16": 2, "int8": 2}[name]
+    low = act < _FP32
     tokens = B * T
+    if targets is None:
+        targets = tokens
+    elif (not isinstance(targets, int) or isinstance(targets, bool)
+          or not 0 <= targets <= tokens):
+        raise ValueError(f"targets must be an integer from 0 to batch_size x seq_len "
+                         f"({tokens}), got {targets!r}")
 
     if not training:
         if name == "int8":
@@ -166,42 +249,69 @@ def estimate_memory(config, *, precision: str, batch_size: int, seq_len: int,
         layers = tokens * (L * _FP32 * d + per_layer)
     else:
         layers = tokens * L * per_layer
-    logits = act * tokens * V  # held by the training loop until the next step
-    head = tokens * (
-        _FP32 * d + 2 * _FP32  # ln_f: fp32 input, mean, rstd
-        + act * d  # lm_head's input
-        + _FP32 * V  # the log-softmax output saved by cross_entropy
-        + _INT64 * 2  # token ids (embedding) and targets (loss)
-    ) + _INT64 * T + logits  # position ids, shared by the batch
+    # ln_f: its fp32 input, mean, rstd; the token ids (embedding); the position ids,
+    # shared by the batch.
+    head = tokens * (_FP32 * d + 2 * _FP32 + _INT64) + _INT64 * T
+    if loss == "plain":
+        logits = act * tokens * V  # held by the training loop until the next step
+        head += tokens * (
+            act * d  # lm_head's input
+            + _FP32 * V  # the log-softmax output saved by cross_entropy
+            + _INT64  # the targets (loss)
+        ) + logits
+    else:
+        logits = 0
+        # lm_loss_sum's saved gradients, of the selected hidden states (fp32 like them)
+        # and of the output weight (fp32); index_select's saved positions (int64).
+        head += _FP32 * targets * d + _FP32 * V * d + _INT64 * targets
     # Dropout masks (1 B each): after the embeddings, and twice per block.
     dropout = tokens * (1 + 2 * L) * d if getattr(config, "dropout", 0.0) > 0 else 0
     activations = layers + head + dropout
-    # The blocks' Linear weights and the (tied) output head, cast by autocast.
-    weight_copies = act * (linear + V * d) if act < _FP32 else 0
+    # The blocks' Linear weights, cast by autocast; and the (tied) output head's in the
+    # plain path (lm_loss_sum casts it outside autocast and keeps nothing of it).
+    weight_copies = act * (linear + (V * d if loss == "plain" else 0)) if low else 0
 
     # The moments a step goes through, each with what is alive then (weights and the
     # optimizer state always are, from the second step on). Checked against the
-    # profiler's memory timeline on the CPU (benchmarks/memory_estimate.py).
+    # profiler's memory timeline on the CPU (tests/test_memory.py,
+    # benchmarks/memory_estimate.py).
     grads_before = gradients if gradient_accumulation_steps > 1 else 0
-    if opt not in ("adam", "adamw"):
-        adam_temp = 0
-    elif device_type == "cpu":
-        adam_temp = 2 * _FP32 * max(V, config.context_length) * d
-    else:
-        adam_temp = _FP32 * n_params
-    moments = {
+    forward_alive = activations + weight_copies + grads_before
+    moments = {}
+    if loss == "plain":
         # The loss's backward: gradients of the log-probabilities and of the logits,
         # both fp32 B x T x V, next to every saved activation.
-        "start of backward": (activations + weight_copies + grads_before,
-                              2 * _FP32 * tokens * V),
-        # The tied embedding: the output head's gradient (kept since the start of the
-        # backward pass) and the embedding's are summed into a third tensor.
-        "end of backward": (gradients + logits, 2 * _FP32 * V * d),
-        # AdamW's denominator sqrt(exp_avg_sq): for every parameter at once (foreach,
-        # CUDA's default), or per tensor (the CPU), where the sqrt and its quotient
-        # coexist for the largest tensor, the embedding.
-        "optimizer step": (gradients + logits, adam_temp),
-    }
+        moments["start of backward"] = (forward_alive, 2 * _FP32 * tokens * V)
+    else:
+        # lm_loss_sum's forward pass, every activation (its own saved gradients too)
+        # alive: the final hidden states (fp32, held by the Trainer's _loss_sum), the
+        # selected rows' copy (fp32) and their labels (int64), the output weight cast
+        # to the compute dtype and a chunk of rows cast likewise (fp32: the weight
+        # itself and a view, no copy), and the largest moment of one chunk.
+        c = min(targets, chunk)
+        moments["loss forward"] = (
+            forward_alive,
+            _FP32 * tokens * d + (_FP32 * d + _INT64) * targets
+            + (act * V * d + act * c * d if low else 0)
+            + _loss_chunk_workspace(
+                c, V, d, act,
+                softmax_copy=low and not (device_type == "cuda" and name == "fp16"),
+                add_copy=low and device_type == "cpu"))
+        # Its backward pass scales the two saved gradients into new tensors (the
+        # weight's then waits, as the tied embedding's gradient, for the rest), then
+        # frees them; index_select's backward scatters the rows' gradient into zeros of
+        # tokens x d, by then under the loss forward's hidden states. Never above the
+        # moment before (given a labelled token), listed for completeness.
+        moments["start of backward"] = (forward_alive, _FP32 * targets * d + _FP32 * V * d)
+    # The tied embedding: its gradient (V x d fp32), made at the end of the backward
+    # pass, is added in place into the output head's, which has waited since the start
+    # of the backward pass and becomes the parameter's gradient (part of `gradients`);
+    # with accumulation, into the parameter's existing gradient, next to both.
+    moments["end of backward"] = (gradients + logits,
+                                  _FP32 * V * d * (2 if grads_before else 1))
+    # Fused AdamW and clip_grad_norm_ make no tensor worth counting (see above); never
+    # above the moment before, listed for completeness.
+    moments["optimizer step"] = (gradients + logits, 0)
     peak_at, (alive, workspace) = max(moments.items(), key=lambda kv: sum(kv[1]))
     total = weights + optimizer_bytes + alive + workspace
     return MemoryEstimate(name, B, T, True, n_params, weights, gradients, optimizer_bytes,

@@ -188,10 +188,7 @@ class Trainer:
                        else math.ceil(steps_per_epoch * c.num_train_epochs))
         warmup = c.warmup_steps or math.ceil(c.warmup_ratio * total_steps)
 
-        fused = device.type == "cuda"
-        optimizer = torch.optim.AdamW(param_groups(model, c.weight_decay), lr=c.learning_rate,
-                                      betas=(c.adam_beta1, c.adam_beta2), eps=c.adam_epsilon,
-                                      fused=fused)
+        optimizer = _adamw(param_groups(model, c.weight_decay), c)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lr_lambda(c.lr_scheduler_type, warmup, total_steps))
         scaler = torch.amp.GradScaler("cuda") if c.fp16 else None
@@ -287,7 +284,8 @@ class Trainer:
         """Summed cross-entropy of a batch over its learned tokens (fp32 scalar)."""
         with self._autocast(self.device):
             hidden = self._hidden(batch)
-            return lm_loss_sum(hidden, self.model.lm_head.weight, batch["labels"])
+            return lm_loss_sum(hidden, self.model.lm_head.weight, batch["labels"],
+                               positions=batch.get("target_positions"))
 
     def _loop(self, train: list[Example | Pack], lengths: list[int],
               micro_per_epoch: int) -> str:
@@ -511,6 +509,18 @@ class Trainer:
             status["final_checkpoint"] = last[-1].name if last else None
         self.emit({"step": s["global_step"], "epoch": epoch, "event": "end", "state": final})
         self.run_dir.write_status(**status)
+
+
+def _adamw(groups: list[dict], c: TrainConfig) -> torch.optim.AdamW:
+    """AdamW, fused (one pass over each parameter, no temporaries) where this torch
+    has the fused kernel for the device (CUDA; the CPU from torch 2.4 on), else the
+    per-tensor implementation; the results are the same to rounding."""
+    kwargs = {"lr": c.learning_rate, "betas": (c.adam_beta1, c.adam_beta2),
+              "eps": c.adam_epsilon}
+    try:
+        return torch.optim.AdamW(groups, fused=True, **kwargs)
+    except (RuntimeError, ValueError, TypeError):
+        return torch.optim.AdamW(groups, **kwargs)
 
 
 def _length(item: Example | Pack) -> int:

@@ -137,6 +137,11 @@ def _bytes(n: int) -> str:
     return f"{n} B"
 
 
+# Short names of the moments of a step (MemoryEstimate.peak_at), for an 80-column line.
+_MOMENTS = {"loss forward": "loss", "start of backward": "backward",
+            "end of backward": "backward", "optimizer step": "step"}
+
+
 class MemoryEstimatePanel(Static):
     """Two lines: the peak per device, then its parts. `request()` it as often as the
     form changes: it waits for a pause, then works in a thread."""
@@ -239,8 +244,13 @@ class MemoryEstimatePanel(Static):
                     f"{extras}: ")
         text.append(f"total \u2248 {_bytes(e.total)}", total)
         text.append(f" ({e.n_params / 1e6:.0f}M params)", muted)
-        text.append(f"\nweights {_bytes(e.weights)}, gradients {_bytes(e.gradients)}, "
-                    f"optimizer {_bytes(e.optimizer)}, activations {_bytes(e.activations)}")
+        # The parts, then the transient on top of what is alive at the peak (a chunk of
+        # the loss's logits, say), named by the moment it comes at.
+        moment = _MOMENTS.get(e.peak_at, e.peak_at)
+        peak = f", {moment} +{_bytes(e.workspace)}" if e.workspace else f", peak at {moment}"
+        text.append(f"\nweights+Adam {_bytes(e.weights + e.optimizer)}, grads "
+                    f"{_bytes(e.gradients)}, activations "
+                    f"{_bytes(e.activations + e.weight_copies)}{peak}")
         return text
 
     def plain(self) -> str:
