@@ -7,7 +7,6 @@ it can really be killed."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -24,6 +24,7 @@ from ..model.precision import pick_device
 from ..model.weights import load_model
 from . import checkpoints as ckpt
 from .data import config_splits
+from .hostmem import keep_freed_memory, release_free_memory
 from .monitor import EarlyStopping, OverfitMonitor, load_monitor_state, monitor_state
 from .run import Run, now_iso
 from .scalars import ScalarLog
@@ -169,6 +170,8 @@ class Trainer:
                                 f"{device.type}")
         torch.manual_seed(c.seed)
         ckpt.remove_partial(run)
+        # Big tensors freed and made again every step: keep their pages (hostmem.py).
+        host_memory = "kept" if device.type == "cpu" and keep_freed_memory() else "default"
 
         if self.resume_from is not None:
             # The steps after the checkpoint are run again: their old lines go.
@@ -219,7 +222,8 @@ class Trainer:
         self.emit({"step": state["global_step"], "epoch": state["global_step"] /
                    steps_per_epoch, "event": "start", "total_steps": total_steps,
                    "steps_per_epoch": steps_per_epoch, "device": str(device),
-                   "precision": c.precision, "parameters": model.num_parameters()})
+                   "precision": c.precision, "parameters": model.num_parameters(),
+                   "host_memory": host_memory})
 
         self.model, self.optimizer, self.scheduler, self.scaler = model, optimizer, scheduler, scaler
         self.compiled = None
@@ -367,6 +371,7 @@ class Trainer:
                     eval_loss.zero_()
                     s["eval_tokens"] = 0
                     stop_early = self._evaluate(step, epoch_f, window_train)
+                    release_free_memory()
                 save = (c.save_strategy == "steps" and step % c.save_steps == 0) or \
                        (c.save_strategy == "epoch" and end_of_epoch) or last or stop_early
                 stopping = self._stop_requested() or step == self.stop_at_step
@@ -375,6 +380,7 @@ class Trainer:
                     s["log_loss_sum"] = float(log_loss.item())
                     s["eval_loss_sum"] = float(eval_loss.item())
                     self._save(step, epoch_f, evaluated=evaluate)
+                    release_free_memory()
                 if stop_early:
                     self.emit({"step": step, "epoch": round(epoch_f, 4),
                                "event": "early_stopping",
