@@ -433,6 +433,58 @@ def run_hf(args, plan, hf_model, train, val, device: str, tmp: Path) -> dict:
 # ---------------------------------------------------------------------- main
 
 
+CHILD_RESULT = "CHILD-RESULT "
+
+
+def one_run(args, name: str, variants, train, val, plan, init_dir: Path, tmp: Path) -> dict:
+    """One run of `name` ("tui-ft:VARIANT" or "hf-trainer") from the weights in
+    `init_dir`, scored by the common validation-loss function; JSON-ready."""
+    import torch
+
+    from tui_ft.model.weights import load_model
+
+    if name.startswith("tui-ft:"):
+        variant = name.split(":", 1)[1]
+        items = items_for(variant, train, args)
+        packed = items is not train
+        plan = Plan(args, len(items), batch=args.rows, grad_accum=1) if packed else plan
+        r = run_tui_ft(args, plan, init_dir, items, args.device, tmp, variant)
+        r["variant"] = variant
+        if packed:
+            r["packing"] = {"rows": len(items), "rows_per_step": args.rows,
+                            "fill": round(sum(i.length for i in items)
+                                          / (len(items) * args.max_length), 4)}
+        ckpt = sorted((r.pop("run_dir") / "checkpoints").glob("checkpoint-*"),
+                      key=lambda q: int(q.name.split("-")[1]))[-1]
+        final, _ = load_model(str(ckpt), device=args.device)
+    else:
+        ours, _ = load_model(str(init_dir), device="cpu")
+        r = run_hf(args, plan, hf_from_ours(ours), train, val, args.device, tmp)
+        final = r.pop("model")
+    r["val_loss_common"] = mean_val_loss(final, val, args.device, args.device == "cuda",
+                                         args.batch)
+    r["steps_per_epoch"], r["window"] = plan.steps_per_epoch, plan.window
+    r["max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    del final
+    if args.device == "cuda":
+        torch.cuda.empty_cache()
+    return r
+
+
+def child_run(argv, name: str, init_dir: Path, tmp: Path) -> dict:
+    """`one_run` in a fresh Python process with the same arguments."""
+    import subprocess
+
+    cmd = [sys.executable, str(Path(__file__).resolve()),
+           *(sys.argv[1:] if argv is None else argv),
+           "--child", name, "--child-init", str(init_dir), "--child-tmp", str(tmp)]
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)  # stderr: progress
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(CHILD_RESULT)]
+    if proc.returncode != 0 or not lines:
+        raise SystemExit(f"{name}: the run's process failed (exit {proc.returncode})")
+    return json.loads(lines[-1][len(CHILD_RESULT):])
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", choices=("cpu", "cuda"), default="cuda")
@@ -455,8 +507,14 @@ def main(argv=None) -> int:
                    help="capped at the model's context (tiny: 256)")
     p.add_argument("--dataset", type=Path, default=DATA_W1)
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--repeat", type=int, default=1,
+                   help="runs of each implementation, alternating; the median is reported")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--out", type=Path, default=None)
+    # Internal: one run in a child process (see one_run).
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--child-init", type=Path, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--child-tmp", type=Path, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
     import torch
@@ -512,6 +570,11 @@ def main(argv=None) -> int:
                 "mean_tokens_per_example": round(mean_len, 1),
                 "mean_tokens_per_step": round(mean_len * args.batch * args.grad_accum),
                 "truncated_train_examples": truncated}
+    if args.child:
+        result = one_run(args, args.child, variants, train, val, plan, args.child_init,
+                         args.child_tmp)
+        print(CHILD_RESULT + json.dumps(result), flush=True)
+        return 0
     log(f"workload: {json.dumps(workload)}")
 
     ours = build_init(args.model)
@@ -520,7 +583,7 @@ def main(argv=None) -> int:
         hf = hf_from_ours(ours)
         hf_check = check_same_loss(ours, hf, train, args.device)
         log(f"same weights, same batch: loss tui-ft {hf_check['tui_ft']} HF {hf_check['hf']}")
-        hf = hf.cpu()
+        del hf
     ours = ours.cpu()
     n_flop = _flop_params(ours)
     cfg = ours.config
@@ -531,44 +594,34 @@ def main(argv=None) -> int:
         tmp = Path(tmpdir)
         init_dir = tmp / "init"
         save_checkpoint_weights(ours, init_dir)
-        if args.impl in ("both", "tui-ft"):
-            for variant in variants:
-                items = items_for(variant, train, args)
-                packed = items is not train
-                vplan = (Plan(args, len(items), batch=args.rows, grad_accum=1) if packed
-                         else plan)
-                log(f"tui-ft {variant}: {vplan.total} steps")
-                r = run_tui_ft(args, vplan, init_dir, items, args.device, tmp, variant)
-                r["plan"], r["variant"] = vplan, variant
-                if packed:
-                    r["packing"] = {"rows": len(items), "rows_per_step": args.rows,
-                                    "fill": round(sum(i.length for i in items)
-                                                  / (len(items) * args.max_length), 4)}
-                results[f"tui-ft:{variant}"] = r
-        if args.impl in ("both", "hf"):
-            log(f"hf-trainer: {plan.total} steps")
-            results["hf-trainer"] = run_hf(args, plan, hf, train, val, args.device, tmp)
-        # The same validation loss function on both final models.
-        from tui_ft.model.weights import load_model
-
-        for name, r in results.items():
-            if name.startswith("tui-ft"):
-                ckpt = sorted((r["run_dir"] / "checkpoints").glob("checkpoint-*"),
-                              key=lambda q: int(q.name.split("-")[1]))[-1]
-                final, _ = load_model(str(ckpt), device=args.device)
-            else:
-                final = r["model"]
-            r["val_loss_common"] = mean_val_loss(final, val, args.device,
-                                                 args.device == "cuda", args.batch)
-            del final
+        runs: dict[str, list[dict]] = {}
+        names = ([f"tui-ft:{v}" for v in variants] if args.impl in ("both", "tui-ft")
+                 else []) + (["hf-trainer"] if args.impl in ("both", "hf") else [])
+        # Each run in a process of its own: what one run does to the process (the
+        # tui-ft trainer tunes glibc's malloc on the CPU; CUDA's caching allocator;
+        # compiled code) cannot help or hurt the next, and each has its own peak RSS.
+        # Repeats alternate the implementations, so a slow spell of a shared machine
+        # falls on all of them; every run starts from the same initial weights.
+        for repeat in range(args.repeat):
+            for name in names:
+                log(f"{name}: run {repeat + 1} of {args.repeat}")
+                run_tmp = tmp / f"r{repeat}-{name.replace(':', '-')}"
+                run_tmp.mkdir()
+                runs.setdefault(name, []).append(
+                    child_run(argv, name, init_dir, run_tmp))
+        # Each implementation's median run by tokens/s, the others listed with it.
+        for name, rs in runs.items():
+            rs.sort(key=lambda r: r["steady_tokens"] / r["steady_s"])
+            results[name] = dict(rs[len(rs) // 2])
+            results[name]["all_tokens_per_s"] = [round(r["steady_tokens"] / r["steady_s"], 1)
+                                                 for r in rs]
 
     for name, r in results.items():
         tps = r["steady_tokens"] / r["steady_s"]
-        rplan = r.get("plan", plan)
         extra = {}
         if "variant" in r:
             extra = {"variant": r["variant"], "options": VARIANTS[r["variant"]],
-                     "steps_per_epoch": rplan.steps_per_epoch}
+                     "steps_per_epoch": r["steps_per_epoch"]}
             if "packing" in r:
                 extra["packing"] = r["packing"]
         emit({"impl": name.split(":")[0], **extra, "workload": workload, "model": args.model,
@@ -577,8 +630,8 @@ def main(argv=None) -> int:
               "tokens_per_s": round(tps, 1),
               # Steady-state seconds an epoch: the window's time per step, times the
               # steps of one epoch (the window itself may span several epochs).
-              "epoch_s": round(r["steady_s"] / r["steady_steps"] * rplan.steps_per_epoch, 3),
-              "steady_s": round(r["steady_s"], 3), "steady_window": rplan.window,
+              "epoch_s": round(r["steady_s"] / r["steady_steps"] * r["steps_per_epoch"], 3),
+              "steady_s": round(r["steady_s"], 3), "steady_window": r["window"],
               "steady_steps": r["steady_steps"], "steady_tokens": r["steady_tokens"],
               "ms_per_step": round(1000 * r["steady_s"] / r["steady_steps"], 2),
               "peak_mem_mb": round(r["peak_mem_mb"], 1) if r["peak_mem_mb"] else None,
@@ -590,7 +643,8 @@ def main(argv=None) -> int:
                             "tokens": r["run_tokens"],
                             "tokens_per_s": round(r["run_tokens"] / r["train_s"], 1)},
               "loss_check": hf_check, "flop_params": n_flop,
-              "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)},
+              "runs": len(r["all_tokens_per_s"]), "all_tokens_per_s": r["all_tokens_per_s"],
+              "max_rss_mb": r["max_rss_mb"]},
              out)
     emit(machine_line(args.device, "train_throughput"), out)
     if out:
