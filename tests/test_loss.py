@@ -68,6 +68,12 @@ def test_ignored_positions_count_for_nothing():
     loss, gh, gw = _chunked(hidden, weight, all_ignored, scale=1.0, chunk=16)
     assert loss.item() == 0.0
     assert gh.abs().max().item() == 0.0 and gw.abs().max().item() == 0.0
+    # The same through `positions`, which is then empty.
+    h = hidden.clone().requires_grad_()
+    none = torch.zeros(0, dtype=torch.long)
+    empty = lm_loss_sum(h, weight, all_ignored, positions=none)
+    empty.backward()
+    assert empty.item() == 0.0 and h.grad.abs().max().item() == 0.0
     # Changing the hidden state at an ignored position changes nothing.
     labels[5] = -100
     moved = hidden.clone()
