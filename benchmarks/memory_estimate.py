@@ -277,7 +277,7 @@ def main(argv=None) -> int:
                              "full logits and cross-entropy")
     parser.add_argument("--chunk", type=int, default=None,
                         help="tokens per chunk of the chunked loss (default: "
-                             "tui_ft.model.loss.DEFAULT_CHUNK, 4096)")
+                             "tui_ft.model.loss.DEFAULT_CHUNK)")
     parser.add_argument("--masked", type=float, default=0.25,
                         help="fraction of every row's first tokens without a label "
                              "(-100, a masked prompt): the chunked loss projects only the "

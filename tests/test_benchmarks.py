@@ -1,0 +1,69 @@
+"""The benchmark scripts still run (they are not part of the suite's figures, but a
+GPU session has minutes to run them: they must not break unnoticed). Tiny sizes on
+the CPU, real processes, and the JSON each prints is checked for the fields the
+issue's contract names."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def run_bench(script: str, *args: str, timeout: float = 300) -> list[dict]:
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args],
+                         capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+
+
+def test_train_throughput_runs_tui_ft_variants_in_their_own_processes(shared_instructions):
+    impls = ["both"] if importlib.util.find_spec("accelerate") else ["tui-ft"]
+    lines = run_bench("train_throughput.py", "--device", "cpu", "--model", "tiny",
+                      "--max-steps", "4", "--variants", "eager,packed", "--rows", "4",
+                      "--impl", impls[0], "--dataset", str(shared_instructions))
+    rows = [r for r in lines if "impl" in r]
+    by = {(r["impl"], r.get("variant")): r for r in rows}
+    assert {("tui-ft", "eager"), ("tui-ft", "packed")} <= set(by)
+    for r in rows:
+        for key in ("impl", "workload", "model", "device", "tokens_per_s", "epoch_s",
+                    "ms_per_step", "peak_mem_mb", "mfu", "final_val_loss"):
+            assert key in r, key
+        assert r["tokens_per_s"] > 0 and r["runs"] == 1 and r["max_rss_mb"] > 0
+    packed = by[("tui-ft", "packed")]
+    assert packed["packing"]["rows_per_step"] == 4 and 0.5 < packed["packing"]["fill"] <= 1
+    assert by[("tui-ft", "eager")]["steps_per_epoch"] == 118
+    if impls[0] == "both":
+        hf = by[("hf-trainer", None)]
+        assert hf["loss_check"]["tui_ft"] == pytest.approx(hf["loss_check"]["hf"], abs=1e-4)
+    assert lines[-1]["benchmark"] == "train_throughput" and "machine" in lines[-1]
+
+
+def test_generate_throughput_compares_the_decoding_paths(shared_instructions):
+    lines = run_bench("generate_throughput.py", "--device", "cpu", "--model", "tiny",
+                      "--limit", "6", "--max-new-tokens", "6", "--variants", "dynamic,static",
+                      "--dataset", str(shared_instructions))
+    impls = [(r["impl"], r.get("variant")) for r in lines if "impl" in r]
+    assert impls == [("tui-ft", "dynamic"), ("tui-ft", "static"), ("hf-generate", None)]
+    agreements = [r["agreement"] for r in lines if "agreement" in r]
+    assert [a["tui_ft_variant"] for a in agreements] == ["dynamic", "static"]
+    assert all(a["same_all"] == a["all"] == 6 for a in agreements)
+
+
+def test_memory_estimate_benchmark_agrees_on_the_cpu():
+    lines = run_bench("memory_estimate.py", "--presets", "tiny", "--precisions", "fp32",
+                      "--batch", "2", "--seq-len", "64", "--no-profile", "--device", "cpu")
+    rows = [r for r in lines if "machine" not in r]
+    assert [(r["preset"], r["precision"], r["loss"]) for r in rows] == [
+        ("tiny", "fp32", "chunked")]
+    row = rows[0]
+    assert row["targets"] == 96  # a quarter of each 64-token row unlabelled
+    for part in ("weights", "gradients", "optimizer", "activations"):
+        assert row["measured"][part] == row["estimate"][part], part
