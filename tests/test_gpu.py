@@ -150,10 +150,17 @@ def test_compiled_runs_match_the_eager_run(tmp_path, mode):
     assert vals[-1] == pytest.approx(eager_vals[-1], rel=5e-2)
 
 
-def test_packed_compiled_run_with_cuda_graphs(tmp_path):
+def test_packed_compiled_run_with_flex_attention_and_cuda_graphs(tmp_path):
+    """Packed rows compiled on CUDA use flex attention (block-sparse document mask)
+    under CUDA graphs: no fallback, and the eager packed run's losses (SDPA with the
+    dense mask) within bf16 noise."""
+    eager_train, eager_vals = _run(tmp_path, "packed-eager", packing=True,
+                                   per_device_train_batch_size=2)
     train, vals = _run(tmp_path, "packed", packing=True, per_device_train_batch_size=2,
                        torch_compile=True, torch_compile_mode="reduce-overhead")
     assert vals[-1] < vals[0] - 0.5
+    assert train[0] == pytest.approx(eager_train[0], rel=1e-2)
+    assert vals[-1] == pytest.approx(eager_vals[-1], rel=5e-2)
 
 
 def test_fp16_run_with_loss_scaling(tmp_path):

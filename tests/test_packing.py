@@ -261,3 +261,26 @@ def test_a_compiled_packed_run_gives_the_eager_losses(tmp_path):
                        if ("train_loss" in m or "val_loss" in m) and "event" not in m])
     assert len(losses[0]) == len(losses[1]) == 6
     assert losses[1] == pytest.approx(losses[0], rel=1e-4)
+
+
+def test_flex_attention_block_mask_equals_the_dense_document_mask(small_gpt):
+    """The block-sparse mask packed rows use in compiled code on CUDA: the same hidden
+    states as the dense causal-within-document mask (flex attention, compiled for
+    the CPU here)."""
+    flex = pytest.importorskip("torch.nn.attention.flex_attention")
+    assert flex is not None
+    from tui_ft.model.gpt import flex_attention_available, flex_document_mask
+
+    assert not flex_attention_available("cpu")  # the trainer uses it on CUDA only
+    examples = _random_examples(5, [10, 20, 15, 25, 12, 18, 8, 30])
+    packs = pack_examples(examples, 64, seed=1)
+    assert len(packs) == 3
+    batch = collate_packed(packs, width=64, pad_id=0)
+    with torch.no_grad():
+        dense = small_gpt.hidden_states(batch["input_ids"], batch["position_ids"],
+                                        document_ids=batch["document_ids"])
+        compiled = torch.compile(small_gpt.hidden_states)
+        sparse = compiled(batch["input_ids"], batch["position_ids"],
+                          attn_mask=flex_document_mask(batch["document_ids"]))
+    real = batch["document_ids"] >= 0
+    torch.testing.assert_close(sparse[real], dense[real], rtol=1e-4, atol=1e-4)

@@ -19,6 +19,7 @@ from ..data.batches import (Example, Pack, batch_order, collate, collate_packed,
                             encode_records, pack_examples)
 from ..data.styles import load_styles
 from ..errors import TuiFtError
+from ..model.gpt import flex_attention_available, flex_document_mask
 from ..model.loss import lm_loss_sum
 from ..model.precision import pick_device
 from ..model.weights import load_model
@@ -228,6 +229,9 @@ class Trainer:
         self.model, self.optimizer, self.scheduler, self.scaler = model, optimizer, scheduler, scaler
         self.compiled = None
         self.cudagraphs = False
+        # Packed rows in compiled code on CUDA: block-sparse flex attention.
+        self.flex = (c.packing and c.torch_compile and c.dropout == 0
+                     and flex_attention_available(device))
         if c.torch_compile:
             mode = c.torch_compile_mode
             if mode in CUDAGRAPH_MODES and c.gradient_accumulation_steps > 1:
@@ -403,11 +407,14 @@ class Trainer:
         kwargs = {"document_ids": batch["document_ids"]} if "document_ids" in batch else {}
         if self.compiled is None:
             return self.model.hidden_states(*args, **kwargs)
+        compiled_kwargs = kwargs
+        if kwargs and self.flex:
+            compiled_kwargs = {"attn_mask": flex_document_mask(batch["document_ids"])}
         if self.cudagraphs:
             # The previous step's outputs are dead: CUDA graphs may reuse their memory.
             torch.compiler.cudagraph_mark_step_begin()
         try:
-            return self.compiled(*args, **kwargs)
+            return self.compiled(*args, **compiled_kwargs)
         except torch.OutOfMemoryError:
             raise
         except Exception as exc:
