@@ -511,6 +511,9 @@ def main(argv=None) -> int:
                    help="runs of each implementation, alternating; the median is reported")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--in-process", action="store_true",
+                   help="run everything in this one process (HF Trainer first), instead of "
+                        "a process per run")
     # Internal: one run in a child process (see one_run).
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--child-init", type=Path, default=None, help=argparse.SUPPRESS)
@@ -597,6 +600,8 @@ def main(argv=None) -> int:
         runs: dict[str, list[dict]] = {}
         names = ([f"tui-ft:{v}" for v in variants] if args.impl in ("both", "tui-ft")
                  else []) + (["hf-trainer"] if args.impl in ("both", "hf") else [])
+        if args.in_process:  # HF first: the tui-ft trainer's malloc setting then cannot
+            names.sort(key=lambda n: n != "hf-trainer")  # help it (in the first repeat)
         # Each run in a process of its own: what one run does to the process (the
         # tui-ft trainer tunes glibc's malloc on the CPU; CUDA's caching allocator;
         # compiled code) cannot help or hurt the next, and each has its own peak RSS.
@@ -608,7 +613,8 @@ def main(argv=None) -> int:
                 run_tmp = tmp / f"r{repeat}-{name.replace(':', '-')}"
                 run_tmp.mkdir()
                 runs.setdefault(name, []).append(
-                    child_run(argv, name, init_dir, run_tmp))
+                    one_run(args, name, variants, train, val, plan, init_dir, run_tmp)
+                    if args.in_process else child_run(argv, name, init_dir, run_tmp))
         # Each implementation's median run by tokens/s, the others listed with it.
         for name, rs in runs.items():
             rs.sort(key=lambda r: r["steady_tokens"] / r["steady_s"])

@@ -46,6 +46,15 @@ def test_train_throughput_runs_tui_ft_variants_in_their_own_processes(shared_ins
     assert lines[-1]["benchmark"] == "train_throughput" and "machine" in lines[-1]
 
 
+def test_train_throughput_in_one_process(shared_instructions):
+    lines = run_bench("train_throughput.py", "--device", "cpu", "--model", "tiny",
+                      "--max-steps", "3", "--impl", "tui-ft", "--in-process", "--repeat", "2",
+                      "--dataset", str(shared_instructions))
+    rows = [r for r in lines if "impl" in r]
+    assert len(rows) == 1 and rows[0]["variant"] == "eager" and rows[0]["runs"] == 2
+    assert len(rows[0]["all_tokens_per_s"]) == 2
+
+
 def test_generate_throughput_compares_the_decoding_paths(shared_instructions):
     lines = run_bench("generate_throughput.py", "--device", "cpu", "--model", "tiny",
                       "--limit", "6", "--max-new-tokens", "6", "--variants", "dynamic,static",
