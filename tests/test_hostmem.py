@@ -44,7 +44,7 @@ def probe(mode: str) -> dict:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
-def test_a_freed_big_tensor_is_reused_without_page_faults():
+def test_a_training_step_reuses_its_big_tensors_without_page_faults():
     default, kept = probe("default"), probe("keep")
     assert kept["applied"] is True and kept["again"] is True
     pages = 2 * 8 * 96 * 50257 * 4 // 4096  # the logits and log-probs of one step
