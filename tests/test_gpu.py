@@ -219,3 +219,47 @@ def test_cuda_graph_decoding_gives_the_tokens_of_the_dynamic_path():
         dynamic = generate(model, prompts, config, batch_size=4)
         graphed = generate(model, prompts, config, batch_size=4, cuda_graphs=True)
         assert [r.output_ids for r in graphed] == [r.output_ids for r in dynamic]
+
+
+# -- the command line on the GPU ---------------------------------------------------------------
+
+
+def test_train_then_responses_then_export_from_the_command_line(tmp_path, run_cli):
+    """The practitioner's path, for real on CUDA: `tui-ft train` (bf16, packing,
+    compiled with CUDA graphs), `tui-ft responses` on the GPU, `tui-ft export`; the
+    exported folder loads in transformers with the run's logits."""
+    import json
+
+    words = one_token_words()
+    config = {"output_dir": str(tmp_path / "run"),
+              "dataset": write_jsonl(tmp_path / "train.jsonl",
+                                     code_word_records(words[:24], 1, "t")),
+              "val_dataset": write_jsonl(tmp_path / "val.jsonl",
+                                         code_word_records(words[24:28], 2, "v")),
+              "test_dataset": write_jsonl(tmp_path / "test.jsonl",
+                                          code_word_records(words[28:34], 3, "q")),
+              "prompt_style": "phi3", "max_length": 128, "device": CUDA, "bf16": True,
+              "packing": True, "torch_compile": True,
+              "torch_compile_mode": "reduce-overhead", "per_device_train_batch_size": 2,
+              "learning_rate": 3e-3, "max_steps": 12, "logging_steps": 1,
+              "eval_strategy": "steps", "eval_steps": 6, "save_strategy": "steps",
+              "save_steps": 6, "max_new_tokens": 8}
+    path = tmp_path / "config.yaml"
+    path.write_text("".join(f"{k}: {json.dumps(v)}\n" for k, v in config.items()))
+    proc = run_cli("train", str(path), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "finished" in proc.stderr and "compile failed" not in proc.stderr
+    proc = run_cli("responses", str(tmp_path / "run"), "--checkpoint", "last", "--split",
+                   "test", "--device", CUDA, "--json", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout)["count"] == 6
+    proc = run_cli("export", str(tmp_path / "run"), str(tmp_path / "hf"), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    transformers = pytest.importorskip("transformers")
+    from tui_ft.model.weights import load_model
+
+    ours, _ = load_model(str(tmp_path / "run"), device=CUDA)
+    hf = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "hf").to(CUDA).eval()
+    ids = torch.randint(0, 50257, (2, 40), device=CUDA)
+    with torch.no_grad():
+        torch.testing.assert_close(ours.eval()(ids), hf(ids).logits, rtol=0, atol=2e-4)
