@@ -284,3 +284,26 @@ def test_flex_attention_block_mask_equals_the_dense_document_mask(small_gpt):
                           attn_mask=flex_document_mask(batch["document_ids"]))
     real = batch["document_ids"] >= 0
     torch.testing.assert_close(sparse[real], dense[real], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_a_compiled_run_over_varied_widths_gives_the_eager_losses(tmp_path):
+    """torch.compile for real with symbolic shapes (unpacked batches of several widths
+    and a short last batch): one compiled graph for training, no fallback, and the
+    losses of the eager run."""
+    words = one_token_words()
+    records = [dict(r, output=" ".join([r["output"]] * (1 + 8 * (i % 4))))
+               for i, r in enumerate(code_word_records(words[:12], 1, "t"))]
+    losses = []
+    for name, extra in (("eager", {}), ("compiled", {"torch_compile": True})):
+        run, _ = prepare_run(_config(
+            tmp_path, name, packing=False, pad_to_multiple_of=16, num_train_epochs=2,
+            per_device_train_batch_size=5,
+            dataset=write_jsonl(tmp_path / f"{name}-varied.jsonl", records), **extra))
+        assert run_in_process(run) == "finished"
+        metrics = run.read_metrics()
+        assert not [m for m in metrics if m.get("event") == "compile_fallback"]
+        losses.append([m.get("train_loss", m.get("val_loss")) for m in metrics
+                       if ("train_loss" in m or "val_loss" in m) and "event" not in m])
+    assert len(losses[0]) == len(losses[1]) == 8  # 3 steps an epoch, 2 evaluations
+    assert losses[1] == pytest.approx(losses[0], rel=1e-4)
