@@ -7,9 +7,9 @@
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
 #       --implementation cp --platform manylinux2014_x86_64 -d .whl platformdirs
 # Then, on the GPU machine (carry [".whl", ".bench-data"]):
-#   bash benchmarks/gpu_suite.sh tests      # tests/test_gpu.py + generation + memory (~5 min)
+#   bash benchmarks/gpu_suite.sh tests      # tests/test_gpu.py + generation (< 10 min)
 #   bash benchmarks/gpu_suite.sh w1         # W1 gpt2-medium: HF Trainer, eager, compiled
-#   bash benchmarks/gpu_suite.sh w2         # W2 gpt2-medium, >= 16k tokens a step
+#   bash benchmarks/gpu_suite.sh w2         # W2 gpt2-medium, >= 16k tokens a step; memory
 # The machine has torch, transformers, accelerate, pytest, tiktoken, safetensors,
 # pyyaml; tui-ft's engine needs platformdirs too (the wheel above); no textual (the
 # engine never imports it).
@@ -34,21 +34,21 @@ tests)
     nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
     python3 -c 'import torch, transformers; print(torch.__version__, torch.version.cuda, transformers.__version__, torch.cuda.get_device_name(0))' \
         | tee "$OUT/versions.txt"
-    timeout 240 python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/test_gpu.py 2>&1 \
+    timeout 380 python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/test_gpu.py 2>&1 \
         | tee "$OUT/gpu_tests.log"
-    timeout 150 python3 benchmarks/generate_throughput.py --device cuda --model gpt2 \
+    timeout 170 python3 benchmarks/generate_throughput.py --device cuda --model gpt2 \
         --dataset "$DATA" --out "$OUT/generate.jsonl" 2> "$OUT/generate.err"
-    timeout 90 python3 benchmarks/memory_estimate.py --device cuda --presets gpt2,gpt2-medium \
-        --precisions fp32,bf16 --batch 8 --seq-len 512 --out "$OUT/memory.jsonl" \
-        2> "$OUT/memory.err"
     ;;
 w1)
     timeout 560 python3 benchmarks/train_throughput.py --device cuda --model gpt2-medium \
         --dataset "$DATA" --out "$OUT/train_w1.jsonl" 2>&1 | tee "$OUT/train_w1.log"
     ;;
 w2)
-    timeout 560 python3 benchmarks/train_throughput.py --device cuda --workload w2 \
+    timeout 480 python3 benchmarks/train_throughput.py --device cuda --workload w2 \
         --dataset "$DATA" --out "$OUT/train_w2.jsonl" 2>&1 | tee "$OUT/train_w2.log"
+    timeout 90 python3 benchmarks/memory_estimate.py --device cuda --presets gpt2,gpt2-medium \
+        --precisions fp32,bf16 --batch 8 --seq-len 512 --out "$OUT/memory.jsonl" \
+        2> "$OUT/memory.err"
     ;;
 *)
     echo "usage: $0 tests|w1|w2" >&2
