@@ -151,6 +151,21 @@ def test_attach_to_a_finished_run_returns_at_once(trained, run_cli):
     assert "finished" in proc.stderr
 
 
+def test_responses_with_cuda_graphs_on_the_cpu_is_refused_before_writing(trained, run_cli):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA (tests/test_gpu.py runs it there)")
+    run, _, _, _ = trained
+    before = run.responses_path.read_bytes() if run.responses_path.exists() else None
+    proc = run_cli("responses", str(run.path), "--cuda-graphs", "--device", "cpu",
+                   timeout=120)
+    assert_clean_failure(proc, "--cuda-graphs needs a CUDA device")
+    after = run.responses_path.read_bytes() if run.responses_path.exists() else None
+    assert after == before
+    assert not list(run.path.glob("*.partial"))
+
+
 def test_responses_writes_the_file_and_reports_exact_match(trained, run_cli):
     run, _, _, _ = trained
     proc = run_cli("responses", str(run.path), "--checkpoint", "last", "--split", "test",

@@ -226,8 +226,9 @@ def test_cuda_graph_decoding_gives_the_tokens_of_the_dynamic_path():
 
 def test_train_then_responses_then_export_from_the_command_line(tmp_path, run_cli):
     """The practitioner's path, for real on CUDA: `tui-ft train` (bf16, packing,
-    compiled with CUDA graphs), `tui-ft responses` on the GPU, `tui-ft export`; the
-    exported folder loads in transformers with the run's logits."""
+    compiled with CUDA graphs), `tui-ft responses` on the GPU (with and without
+    --cuda-graphs), `tui-ft export`; the exported folder loads in transformers with
+    the run's logits."""
     import json
 
     words = one_token_words()
@@ -249,10 +250,15 @@ def test_train_then_responses_then_export_from_the_command_line(tmp_path, run_cl
     proc = run_cli("train", str(path), timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "finished" in proc.stderr and "compile failed" not in proc.stderr
-    proc = run_cli("responses", str(tmp_path / "run"), "--checkpoint", "last", "--split",
-                   "test", "--device", CUDA, "--json", timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads(proc.stdout)["count"] == 6
+    texts = []
+    for extra in ((), ("--cuda-graphs",)):
+        proc = run_cli("responses", str(tmp_path / "run"), "--checkpoint", "last", "--split",
+                       "test", "--device", CUDA, "--json", *extra, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert json.loads(proc.stdout)["count"] == 6
+        texts.append([json.loads(line)["response"] for line in
+                      (tmp_path / "run" / "responses.jsonl").read_text().splitlines()])
+    assert texts[1] == texts[0]  # greedy: the graphed decoding gives the same answers
     proc = run_cli("export", str(tmp_path / "run"), str(tmp_path / "hf"), timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     transformers = pytest.importorskip("transformers")

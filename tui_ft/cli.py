@@ -141,6 +141,8 @@ def _add_train_commands(sub: argparse._SubParsersAction) -> None:
     resp.add_argument("--max-new-tokens", type=int, default=None, metavar="N",
                       help="default: the run's max_new_tokens")
     resp.add_argument("--device", default="auto")
+    resp.add_argument("--cuda-graphs", action="store_true",
+                      help="replay each batch's decoding step as a CUDA graph (CUDA only)")
     resp.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 

@@ -180,7 +180,8 @@ def cmd_responses(args) -> int:
     try:
         summary = generate_responses(run, checkpoint=args.checkpoint, split=args.split,
                                      device=args.device, batch_size=args.batch_size,
-                                     max_new_tokens=args.max_new_tokens, on_progress=progress)
+                                     max_new_tokens=args.max_new_tokens, on_progress=progress,
+                                     cuda_graphs=args.cuda_graphs)
     finally:
         line.close()
     print(f"{summary['count']} responses from {summary['checkpoint']} -> {summary['path']}",

@@ -54,9 +54,12 @@ def read_responses(path: Path) -> list[dict]:
 def generate_responses(run: Run, *, checkpoint: str = "best", split: str = "test",
                        device: str = "auto", batch_size: int = 16,
                        max_new_tokens: int | None = None,
-                       on_progress: Callable[[int, int], None] | None = None) -> dict:
+                       on_progress: Callable[[int, int], None] | None = None,
+                       cuda_graphs: bool = False) -> dict:
     """Answer every record of `split` with the run's `checkpoint`. Returns a summary:
-    path, checkpoint, count, exact-match accuracy, how many stopped at end-of-text."""
+    path, checkpoint, count, exact-match accuracy, how many stopped at end-of-text.
+    `cuda_graphs` replays each batch's decoding step as a CUDA graph (see
+    tui_ft.model.generate.generate); CUDA only."""
     from ..data.styles import load_styles
     from ..data.tokenizer import encode
     from ..model.generate import GenerationConfig, generate
@@ -72,6 +75,9 @@ def generate_responses(run: Run, *, checkpoint: str = "best", split: str = "test
         raise TuiFtError(f"the {split} split of {config.dataset} is empty: nothing to answer")
     style = load_styles().get(config.prompt_style)
     dev = pick_device(device)
+    if cuda_graphs and dev.type != "cuda":
+        raise TuiFtError(f"--cuda-graphs needs a CUDA device; this run would generate on "
+                         f"{dev.type}")
     model, _ = load_model(str(chosen.path), device=dev)
     gen = GenerationConfig(max_new_tokens=max_new_tokens or config.max_new_tokens,
                            temperature=config.temperature, top_k=config.top_k,
@@ -105,7 +111,8 @@ def generate_responses(run: Run, *, checkpoint: str = "best", split: str = "test
                 on_progress(counts["done"], len(records))
 
         # One call, so each prompt's sampling stream is keyed by its own index.
-        generate(model, prompts, gen, batch_size=batch_size, on_result=save)
+        generate(model, prompts, gen, batch_size=batch_size, on_result=save,
+                 cuda_graphs=cuda_graphs)
         os.fsync(out.fileno())
     os.replace(partial, run.responses_path)
     done = counts["done"]
