@@ -307,3 +307,4 @@ def test_a_compiled_run_over_varied_widths_gives_the_eager_losses(tmp_path):
                        if ("train_loss" in m or "val_loss" in m) and "event" not in m])
     assert len(losses[0]) == len(losses[1]) == 8  # 3 steps an epoch, 2 evaluations
     assert losses[1] == pytest.approx(losses[0], rel=1e-4)
+

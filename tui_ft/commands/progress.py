@@ -151,4 +151,14 @@ def describe_event(m: dict) -> str:
         return (f"torch.compile mode {m.get('from')} -> {m.get('to')}: {m.get('reason')}")
     if event == "failed":
         return f"failed: {m.get('error')}"
+    if event == "best_model_loaded":
+        metric = m.get("metric")
+        return (f"the run hands on its best checkpoint, {m.get('checkpoint')}"
+                + (f" (val loss {metric:.4f})" if isinstance(metric, (int, float)) else ""))
+    if event == "end":
+        return f"ended: {m.get('state')}"
+    if event == "resumed":
+        return f"resumed from {m.get('checkpoint')}"
+    if event == "early_stopping":
+        return (f"early stopping: no improvement in {m.get('patience')} evaluations")
     return str(event)
