@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from train_throughput import (DATA_W1, PAD_ID, build_init, emit, hf_from_ours,  # noqa: E402
-                              log, machine_line)
+                              log, machine_line, parse_variants)
 
 
 def test_prompts(dataset: Path, limit: int | None) -> list[list[int]]:
@@ -116,12 +116,8 @@ def main(argv=None) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda but no CUDA device is available (use --device cpu)")
     dtype_name = args.dtype or ("bf16" if args.device == "cuda" else "fp32")
-    variants = [v.strip() for v in (args.variants or ("dynamic,cuda-graphs" if args.device
-                                                      == "cuda" else "dynamic")).split(",")
-                if v.strip()]
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown:
-        p.error(f"unknown variant(s) {', '.join(unknown)}: use {', '.join(VARIANTS)}")
+    variants = parse_variants(p, args.variants or ("dynamic,cuda-graphs" if args.device
+                                                    == "cuda" else "dynamic"), VARIANTS)
     if "cuda-graphs" in variants and args.device != "cuda":
         p.error("the cuda-graphs variant needs --device cuda")
     dtype = torch.bfloat16 if dtype_name == "bf16" else torch.float32

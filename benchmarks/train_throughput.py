@@ -433,6 +433,15 @@ def run_hf(args, plan, hf_model, train, val, device: str, tmp: Path) -> dict:
 # ---------------------------------------------------------------------- main
 
 
+def parse_variants(parser, text: str, known) -> list[str]:
+    """The comma-separated variant names of `text`; an unknown one is a usage error."""
+    variants = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [v for v in variants if v not in known]
+    if unknown:
+        parser.error(f"unknown variant(s) {', '.join(unknown)}: use {', '.join(known)}")
+    return variants
+
+
 CHILD_RESULT = "CHILD-RESULT "
 
 
@@ -539,10 +548,7 @@ def main(argv=None) -> int:
     if args.variants is None:
         args.variants = ("eager" if args.device == "cpu" else
                          "packed,packed-compiled" if args.workload == "w2" else "eager,compiled")
-    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown:
-        p.error(f"unknown variant(s) {', '.join(unknown)}: use {', '.join(VARIANTS)}")
+    variants = parse_variants(p, args.variants, VARIANTS)
     args.lr, args.weight_decay = 5e-5, 0.1
     if not args.dataset.is_file():
         p.error(f"{args.dataset}: no such data file")
