@@ -30,19 +30,20 @@ _M_MMAP_MAX = -4
 _TRIM_THRESHOLD = (1 << 31) - 1
 
 _applied: bool | None = None
+_libc = None
 
 
 def keep_freed_memory() -> bool:
     """Ask glibc to keep freed memory for reuse; True if it took effect."""
-    global _applied
+    global _applied, _libc
     if _applied is not None:
         return _applied
     _applied = False
     if not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = _libc.mallopt
     except (OSError, AttributeError):
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
@@ -58,8 +59,8 @@ def release_free_memory() -> None:
     if not _applied:
         return
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.malloc_trim.argtypes = [ctypes.c_size_t]
-        libc.malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+        trim = _libc.malloc_trim
+    except AttributeError:
+        return
+    trim.argtypes = [ctypes.c_size_t]
+    trim(0)
