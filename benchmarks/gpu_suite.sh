@@ -8,7 +8,8 @@
 #       --implementation cp --platform manylinux2014_x86_64 -d .whl platformdirs
 # Then, on the GPU machine (carry [".whl", ".bench-data"]):
 #   bash benchmarks/gpu_suite.sh tests      # tests/test_gpu.py + generation (< 10 min)
-#   bash benchmarks/gpu_suite.sh w1         # W1 gpt2-medium: HF Trainer, eager, compiled
+#   bash benchmarks/gpu_suite.sh w1         # W1 gpt2-medium: HF Trainer, eager, compiled,
+#                                           # and fp32 (the loss-quality reference)
 #   bash benchmarks/gpu_suite.sh w2         # W2 gpt2-medium, >= 16k tokens a step; memory
 # The machine has torch, transformers, accelerate, pytest, tiktoken, safetensors,
 # pyyaml; tui-ft's engine needs platformdirs too (the wheel above); no textual (the
@@ -41,7 +42,8 @@ tests)
     ;;
 w1)
     timeout 560 python3 benchmarks/train_throughput.py --device cuda --model gpt2-medium \
-        --dataset "$DATA" --out "$OUT/train_w1.jsonl" 2>&1 | tee "$OUT/train_w1.log"
+        --variants eager,compiled,fp32 --dataset "$DATA" --out "$OUT/train_w1.jsonl" 2>&1 \
+        | tee "$OUT/train_w1.log"
     ;;
 w2)
     timeout 480 python3 benchmarks/train_throughput.py --device cuda --workload w2 \

@@ -200,8 +200,9 @@ def load_examples(dataset: Path, max_length: int):
     return splits, train, val
 
 
-def mean_val_loss(model, val, device: str, bf16: bool, batch: int = 8) -> float:
-    """Token-weighted validation loss, the same function for both final models."""
+def mean_val_loss(model, val, device: str, batch: int = 8) -> float:
+    """Token-weighted validation loss, the same function for every final model, in
+    fp32 (the judge of a loss-quality comparison must not add bf16's rounding)."""
     import torch
     import torch.nn.functional as F
 
@@ -209,7 +210,8 @@ def mean_val_loss(model, val, device: str, bf16: bool, batch: int = 8) -> float:
 
     model.eval()
     total, n = 0.0, 0
-    with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+    model.float()
+    with torch.no_grad():
         for i in range(0, len(val), batch):
             ex = val[i:i + batch]
             b = collate(ex, device=device)
@@ -252,6 +254,11 @@ def _mfu(tokens_per_s, n_params, cfg, mean_len, device) -> float | None:
     return round(tokens_per_s * flops_per_token / peak, 4)
 
 
+def _bf16_of(args, result: dict) -> bool:
+    """Whether a run trained in bf16 autocast (its variant may override --precision)."""
+    return VARIANTS.get(result.get("variant"), {}).get("bf16", args.bf16)
+
+
 def _flop_params(model) -> int:
     # Every parameter but the position embeddings: the tied output projection costs
     # 2*V*d FLOPs a token forward, so the token embeddings count once.
@@ -270,6 +277,9 @@ VARIANTS = {
     "packed": {"packing": True},
     "packed-compiled": {"packing": True, "torch_compile": True,
                         "torch_compile_mode": "reduce-overhead"},
+    # The fp32 path whatever --precision says: the reference for the loss-quality
+    # claim (bf16 must reach the same validation loss within noise).
+    "fp32": {"bf16": False},
 }
 
 
@@ -294,7 +304,7 @@ def run_tui_ft(args, plan, init_dir: Path, items, device: str, tmp: Path,
     packed = bool(VARIANTS[variant].get("packing"))
     batch = args.rows if packed else args.batch
     grad_accum = 1 if packed else args.grad_accum
-    cfg = TrainConfig.from_dict({**VARIANTS[variant], 
+    cfg = TrainConfig.from_dict({
         "model": str(init_dir), "dataset": str(args.dataset),
         "split_ratios": [0.85, 0.05, 0.10], "max_length": args.max_length,
         "output_dir": str(tmp / f"tui-ft-{variant}"), "num_train_epochs": float(args.epochs),
@@ -303,8 +313,9 @@ def run_tui_ft(args, plan, init_dir: Path, items, device: str, tmp: Path,
         "gradient_accumulation_steps": grad_accum, "learning_rate": args.lr,
         "weight_decay": args.weight_decay, "eval_strategy": "epoch", "save_strategy": "no",
         "load_best_model_at_end": False, "logging_steps": plan.boundary,
-        "bf16": device == "cuda", "device": device, "seed": args.seed,
+        "bf16": args.bf16, "device": device, "seed": args.seed,
         "logging_dir": str(tmp / f"tui-ft-{variant}-logs"),
+        **VARIANTS[variant],
     })
     run, cfg = prepare_run(cfg)
     events: list[dict] = []
@@ -371,7 +382,7 @@ def run_hf(args, plan, hf_model, train, val, device: str, tmp: Path) -> dict:
         learning_rate=args.lr, weight_decay=args.weight_decay,
         num_train_epochs=args.epochs, max_steps=args.max_steps if args.max_steps > 0 else -1,
         lr_scheduler_type="linear", warmup_steps=0, max_grad_norm=1.0,
-        optim="adamw_torch_fused" if cuda else "adamw_torch", bf16=cuda,
+        optim="adamw_torch_fused" if cuda else "adamw_torch", bf16=args.bf16,
         use_cpu=not cuda, eval_strategy="epoch", save_strategy="no",
         logging_strategy="steps", logging_steps=plan.boundary, report_to="none",
         disable_tqdm=True, seed=args.seed, dataloader_num_workers=0,
@@ -470,8 +481,7 @@ def one_run(args, name: str, variants, train, val, plan, init_dir: Path, tmp: Pa
         ours, _ = load_model(str(init_dir), device="cpu")
         r = run_hf(args, plan, hf_from_ours(ours), train, val, args.device, tmp)
         final = r.pop("model")
-    r["val_loss_common"] = mean_val_loss(final, val, args.device, args.device == "cuda",
-                                         args.batch)
+    r["val_loss_common"] = mean_val_loss(final, val, args.device, args.batch)
     r["steps_per_epoch"], r["window"] = plan.steps_per_epoch, plan.window
     r["max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     del final
@@ -514,6 +524,9 @@ def main(argv=None) -> int:
                    help="W1: 1; W2: enough for >= 16k tokens a step")
     p.add_argument("--max-length", type=int, default=1024,
                    help="capped at the model's context (tiny: 256)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="bf16 autocast or fp32 for both implementations (auto: bf16 on "
+                        "CUDA, fp32 on the CPU); the fp32 variant is fp32 regardless")
     p.add_argument("--dataset", type=Path, default=DATA_W1)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--repeat", type=int, default=1,
@@ -550,6 +563,7 @@ def main(argv=None) -> int:
                          "packed,packed-compiled" if args.workload == "w2" else "eager,compiled")
     variants = parse_variants(p, args.variants, VARIANTS)
     args.lr, args.weight_decay = 5e-5, 0.1
+    args.bf16 = (args.device == "cuda") if args.precision == "auto" else args.precision == "bf16"
     if not args.dataset.is_file():
         p.error(f"{args.dataset}: no such data file")
 
@@ -606,8 +620,10 @@ def main(argv=None) -> int:
         runs: dict[str, list[dict]] = {}
         names = ([f"tui-ft:{v}" for v in variants] if args.impl in ("both", "tui-ft")
                  else []) + (["hf-trainer"] if args.impl in ("both", "hf") else [])
-        if args.in_process:  # HF first: the tui-ft trainer's malloc setting then cannot
-            names.sort(key=lambda n: n != "hf-trainer")  # help it (in the first repeat)
+        # HF first: the reference, had a later run to be cut short (a time limit on a
+        # lent GPU); and in one process, the tui-ft trainer's malloc setting then
+        # cannot help it (in the first repeat).
+        names.sort(key=lambda n: n != "hf-trainer")
         # Each run in a process of its own: what one run does to the process (the
         # tui-ft trainer tunes glibc's malloc on the CPU; CUDA's caching allocator;
         # compiled code) cannot help or hurt the next, and each has its own peak RSS.
@@ -618,9 +634,14 @@ def main(argv=None) -> int:
                 log(f"{name}: run {repeat + 1} of {args.repeat}")
                 run_tmp = tmp / f"r{repeat}-{name.replace(':', '-')}"
                 run_tmp.mkdir()
-                runs.setdefault(name, []).append(
-                    one_run(args, name, variants, train, val, plan, init_dir, run_tmp)
-                    if args.in_process else child_run(argv, name, init_dir, run_tmp))
+                r = (one_run(args, name, variants, train, val, plan, init_dir, run_tmp)
+                     if args.in_process else child_run(argv, name, init_dir, run_tmp))
+                runs.setdefault(name, []).append(r)
+                # The figures of each run as soon as it ends, should the whole be cut.
+                log(f"{name} run {repeat + 1}: {r['steady_tokens'] / r['steady_s']:.1f} "
+                    f"tokens/s, {1000 * r['steady_s'] / r['steady_steps']:.2f} ms/step "
+                    f"({r['window']}), val losses {r['val_losses']}, common val loss "
+                    f"{r['val_loss_common']:.5f}, peak {r['peak_mem_mb']} MB")
         # Each implementation's median run by tokens/s, the others listed with it.
         for name, rs in runs.items():
             rs.sort(key=lambda r: r["steady_tokens"] / r["steady_s"])
@@ -638,7 +659,7 @@ def main(argv=None) -> int:
                 extra["packing"] = r["packing"]
         emit({"impl": name.split(":")[0], **extra, "workload": workload, "model": args.model,
               "device": args.device,
-              "precision": "bf16 autocast" if args.device == "cuda" else "fp32",
+              "precision": "bf16 autocast" if _bf16_of(args, r) else "fp32",
               "tokens_per_s": round(tps, 1),
               # Steady-state seconds an epoch: the window's time per step, times the
               # steps of one epoch (the window itself may span several epochs).

@@ -55,6 +55,22 @@ def test_train_throughput_in_one_process(shared_instructions):
     assert len(rows[0]["all_tokens_per_s"]) == 2
 
 
+
+def test_train_throughput_precision_and_the_fp32_reference(shared_instructions):
+    lines = run_bench("train_throughput.py", "--device", "cpu", "--model", "tiny",
+                      "--max-steps", "3", "--impl", "tui-ft", "--in-process",
+                      "--precision", "bf16", "--variants", "eager,fp32",
+                      "--dataset", str(shared_instructions))
+    by = {r["variant"]: r for r in lines if "impl" in r}
+    assert by["eager"]["precision"] == "bf16 autocast" and by["fp32"]["precision"] == "fp32"
+    assert by["fp32"]["options"] == {"bf16": False}
+    # Three steps from the same weights: bf16 autocast trains as fp32 does, and the
+    # common (fp32) judge scores both.
+    assert by["eager"]["val_loss_common"] == pytest.approx(by["fp32"]["val_loss_common"],
+                                                           abs=0.02)
+    # The trainer's own evaluation runs in the run's precision: bf16 rounds it.
+    assert by["eager"]["final_val_loss"] != by["fp32"]["final_val_loss"]
+
 def test_generate_throughput_compares_the_decoding_paths(shared_instructions):
     lines = run_bench("generate_throughput.py", "--device", "cpu", "--model", "tiny",
                       "--limit", "6", "--max-new-tokens", "6", "--variants", "dynamic,static",
