@@ -204,6 +204,22 @@ def test_batch_is_not_padded_to_context_length():
     assert tuple(batch["input_ids"].shape) == (1, 3)
 
 
+def test_target_positions_rounded_up_with_ignored_positions():
+    a = encode_rendered(rendered(SENTENCE, "Hello world,"), mask_prompt=True)
+    b = encode_rendered(rendered("Hello world, this is", "Hello"), max_length=3)
+    batch = collate([a, b])
+    learned = batch["labels"].reshape(-1) != X
+    plain = batch["target_positions"].tolist()
+    assert plain == learned.nonzero().squeeze(1).tolist() and len(plain) == 11
+    rounded = collate([a, b], targets_multiple=8)["target_positions"].tolist()
+    # The learned positions first, then ignored ones up to a multiple of 8, no repeats.
+    assert rounded[:11] == plain and len(rounded) == 16 == len(set(rounded))
+    assert not learned[rounded[11:]].any()
+    # Not enough ignored positions to reach the multiple: all of them, no more.
+    assert len(collate([a, b], targets_multiple=64)["target_positions"]) == 22
+    assert collate([a, b], targets_multiple=11)["target_positions"].tolist() == plain
+
+
 def test_every_padding_target_is_ignored(sample_data_dir):
     import torch
 

@@ -151,3 +151,26 @@ def test_positions_project_only_the_labelled_rows_with_the_same_result():
     torch.testing.assert_close(results[1][2], results[0][2], rtol=1e-5, atol=1e-7)
     unlabelled = (y == -100).unsqueeze(-1).expand_as(results[1][1])
     assert results[1][1][unlabelled].abs().max().item() == 0.0
+
+
+def test_positions_rounded_up_with_ignored_rows_change_nothing():
+    """collate can round the projected rows up to a multiple (few matmul shapes: bf16
+    on the CPU) with rows whose label is -100: same loss, same gradients."""
+    from tui_ft.data.batches import Example, collate
+
+    hidden, weight, _ = _inputs(n=60, ignore_every=0)
+    examples = [Example(tuple(range(5, 5 + n)), tuple([-100] * (n // 2) + list(range(n - n // 2))), n)
+                for n in (20, 14, 9)]
+    plain = collate(examples, pad_id=0)
+    rounded = collate(examples, pad_id=0, targets_multiple=16)
+    assert len(plain["target_positions"]) == 22 and len(rounded["target_positions"]) == 32
+    y = rounded["labels"]
+    results = []
+    for pos in (plain["target_positions"], rounded["target_positions"]):
+        h = hidden.view(3, 20, D).clone().requires_grad_()
+        w = weight.clone().requires_grad_()
+        loss = lm_loss_sum(h, w, y, chunk=7, positions=pos)
+        (loss * 0.1).backward()
+        results.append((loss.detach(), h.grad, w.grad))
+    for got, want in zip(results[1], results[0]):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)

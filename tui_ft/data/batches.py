@@ -134,10 +134,10 @@ def _to_device(batch: dict, device, pin_memory: bool) -> dict:
 
 def collate(examples: Sequence[Example], *, pad_id: int = EOT_ID, device=None,
             pin_memory: bool = False, pad_to_multiple_of: int | None = None,
-            max_width: int | None = None) -> dict:
+            max_width: int | None = None, targets_multiple: int | None = None) -> dict:
     """Tensors for one batch: `input_ids` and `labels` (long, batch x longest, or the
-    longest rounded up to `pad_to_multiple_of`, at most `max_width`), and `lengths`
-    (the unpadded length of each row)."""
+    longest rounded up to `pad_to_multiple_of`, at most `max_width`), `lengths` (the
+    unpadded length of each row) and `target_positions` (see `_target_positions`)."""
     import torch
 
     inputs, labels = pad_batch(examples, pad_id)
@@ -151,16 +151,27 @@ def collate(examples: Sequence[Example], *, pad_id: int = EOT_ID, device=None,
         "labels": torch.tensor(labels, dtype=torch.long),
         "lengths": torch.tensor([len(e.input_ids) for e in examples], dtype=torch.long),
     }
-    batch["target_positions"] = _target_positions(batch["labels"])
+    batch["target_positions"] = _target_positions(batch["labels"], targets_multiple)
     return _to_device(batch, device, pin_memory)
 
 
-def _target_positions(labels):
+def _target_positions(labels, multiple: int | None = None):
     """Flat indices of the positions that have a label (for `lm_loss_sum`), found on
-    the host before the batch moves, so the device never has to be asked."""
+    the host before the batch moves, so the device never has to be asked.
+
+    With `multiple`, their count is rounded up to a multiple of it with positions
+    whose label is -100 (which add nothing to the loss or its gradients), as far as
+    the batch has such positions: the loss's matmuls then come in few shapes (see
+    `Trainer._collate` for why that matters on the CPU)."""
     import torch
 
-    return torch.nonzero(labels.reshape(-1) != IGNORE_INDEX).squeeze(1)
+    flat = labels.reshape(-1)
+    learned = flat != IGNORE_INDEX
+    positions = torch.nonzero(learned).squeeze(1)
+    if multiple and multiple > 1 and len(positions) % multiple:
+        fill = torch.nonzero(~learned).squeeze(1)[:-len(positions) % multiple]
+        positions = torch.cat([positions, fill])
+    return positions
 
 
 @dataclass(frozen=True)
@@ -214,7 +225,7 @@ def pack_examples(examples: Sequence[Example], capacity: int, *, seed: int) -> l
 
 
 def collate_packed(packs: Sequence[Pack], *, width: int, pad_id: int = EOT_ID, device=None,
-                   pin_memory: bool = False) -> dict:
+                   pin_memory: bool = False, targets_multiple: int | None = None) -> dict:
     """Tensors for a batch of packed rows, each `width` tokens: `input_ids`, `labels`,
     `position_ids` (restarting at 0 with each example, as if it were alone) and
     `document_ids` (which example of the row a token belongs to; -1 for the padding
@@ -248,7 +259,7 @@ def collate_packed(packs: Sequence[Pack], *, width: int, pad_id: int = EOT_ID, d
         "document_ids": torch.tensor(documents, dtype=torch.long),
         "lengths": torch.tensor([p.length for p in packs], dtype=torch.long),
     }
-    batch["target_positions"] = _target_positions(batch["labels"])
+    batch["target_positions"] = _target_positions(batch["labels"], targets_multiple)
     return _to_device(batch, device, pin_memory)
 
 
