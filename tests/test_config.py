@@ -268,6 +268,9 @@ def test_load_best_model_at_end_needs_matching_strategies():
 
 def test_cross_checks_between_keys():
     assert "fp16" in problems_of({"bf16": True, "fp16": True})
+    assert "needs a CUDA device" in problems_of({"fp16": True, "device": "cpu"})["fp16"].reason
+    assert problems_of({"fp16": True, "device": "auto"}) == {}  # a GPU box decides at start
+    assert problems_of({"bf16": True, "device": "cpu"}) == {}
     assert "greater_is_better" in problems_of({"greater_is_better": True})
     assert "metric_for_best_model" in problems_of({"metric_for_best_model": "accuracy"})
     stopping = problems_of({"early_stopping_patience": 2, "eval_strategy": "no",
