@@ -92,6 +92,15 @@ def test_disk_full_during_an_export_leaves_the_old_export(tmp_path, monkeypatch)
     assert GradeStore(run).get("a", "checkpoint-1").grade == "correct"
 
 
+def _ssh_session() -> None:
+    """In the app's process before it starts: the pty becomes its controlling terminal,
+    as over SSH, so closing the other end sends it SIGHUP; and SIGHUP has its default
+    action, as under sshd, whatever this test process inherited (under `nohup` it is
+    ignored, and a child would ignore it too and outlive the terminal)."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
 def test_hanging_up_the_terminal_leaves_the_run_going(tmp_path):
     """The app in a real pty starts a run; the pty is closed (the SSH link drops: the
     app gets SIGHUP and dies); the run finishes, and its folder says so."""
@@ -107,9 +116,7 @@ def test_hanging_up_the_terminal_leaves_the_run_going(tmp_path):
     app = subprocess.Popen([sys.executable, "-m", "tui_ft.cli", "--config", str(config_path),
                             "--screen", "training"], stdin=slave, stdout=slave, stderr=slave,
                            env=env, cwd=ROOT, start_new_session=True,
-                           # The pty becomes its controlling terminal, as over SSH: closing
-                           # the other end then sends it SIGHUP.
-                           preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+                           preexec_fn=_ssh_session)
     os.close(slave)
 
     def pump(seconds: float, until=lambda: False) -> None:
