@@ -307,7 +307,9 @@ def test_bf16_autocast_trains_with_fp32_weights(tmp_path):
 def test_fp16_without_cuda_fails_with_a_clear_message(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present")
-    run = make_run(tmp_path, "fp16", fp16=True)
+    # device auto: the config cannot know there is no GPU (with device cpu it refuses
+    # fp16 itself, see test_config); the trainer finds out when it starts.
+    run = make_run(tmp_path, "fp16", fp16=True, device="auto")
     with pytest.raises(TrainingError, match="fp16 needs a CUDA device"):
         run_in_process(run)
     status = run.read_status()
