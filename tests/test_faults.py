@@ -92,18 +92,21 @@ def test_disk_full_during_an_export_leaves_the_old_export(tmp_path, monkeypatch)
     assert GradeStore(run).get("a", "checkpoint-1").grade == "correct"
 
 
-def _ssh_session() -> None:
+def _ssh_session(sighup) -> None:
     """In the app's process before it starts: the pty becomes its controlling terminal,
-    as over SSH, so closing the other end sends it SIGHUP; and SIGHUP has its default
-    action, as under sshd, whatever this test process inherited (under `nohup` it is
-    ignored, and a child would ignore it too and outlive the terminal)."""
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    as over SSH, so closing the other end sends it SIGHUP; and SIGHUP has the
+    disposition the test asks for, whatever this test process inherited (under
+    `nohup` it is ignored, and a child inherits that)."""
+    signal.signal(signal.SIGHUP, sighup)
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
-def test_hanging_up_the_terminal_leaves_the_run_going(tmp_path):
+@pytest.mark.parametrize("sighup", [signal.SIG_DFL, signal.SIG_IGN], ids=["sshd", "nohup"])
+def test_hanging_up_the_terminal_leaves_the_run_going(tmp_path, sighup):
     """The app in a real pty starts a run; the pty is closed (the SSH link drops: the
-    app gets SIGHUP and dies); the run finishes, and its folder says so."""
+    app gets SIGHUP and dies); the run finishes, and its folder says so. With SIGHUP
+    ignored (`nohup tui-ft`), the app sees the hung-up terminal itself and ends too,
+    instead of spinning on it (tui_ft/ui/hangup.py)."""
     config = small_config(tmp_path, max_steps=40, eval_steps=20, save_steps=20,
                           output_dir=None)
     config_path = tmp_path / "train.yaml"
@@ -116,7 +119,7 @@ def test_hanging_up_the_terminal_leaves_the_run_going(tmp_path):
     app = subprocess.Popen([sys.executable, "-m", "tui_ft.cli", "--config", str(config_path),
                             "--screen", "training"], stdin=slave, stdout=slave, stderr=slave,
                            env=env, cwd=ROOT, start_new_session=True,
-                           preexec_fn=_ssh_session)
+                           preexec_fn=lambda: _ssh_session(sighup))
     os.close(slave)
 
     def pump(seconds: float, until=lambda: False) -> None:
@@ -140,6 +143,8 @@ def test_hanging_up_the_terminal_leaves_the_run_going(tmp_path):
         os.close(master)  # the terminal goes away
         master = None
         app.wait(timeout=20)
+        # Killed by SIGHUP, or ended by the app itself with SIGHUP's shell status.
+        assert app.returncode == (-signal.SIGHUP if sighup == signal.SIG_DFL else 129)
     finally:
         if master is not None:
             os.close(master)

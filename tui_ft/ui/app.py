@@ -110,6 +110,9 @@ class TuiFtApp(App):
                                 partial(self.run_action, binding.action, node))
 
     def on_mount(self) -> None:
+        from .hangup import watch
+
+        watch(self)
         self.theme_changed_signal.subscribe(self, self._remember_theme)
         self.switch_mode(self.start_mode)
         for warning in self.startup_warnings:
