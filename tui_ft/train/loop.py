@@ -294,7 +294,7 @@ class Trainer:
         # per count of learned tokens, its cache grew the process by 20-65 MB a step
         # (100 steps of W1: tiny 0.65 to 2.5 GB, gpt2 2.4 to 9 GB). Widths rounded to
         # 16 (the rows of an AMX tile) and the loss's rows to 64 keep the shapes few:
-        # the same runs stay flat (0.9 and 3.5 GB) and are faster, kernels reused.
+        # the same runs stay flat (0.9 and 3.2 GB) and are faster, kernels reused.
         cpu_bf16 = self.device.type == "cpu" and c.bf16
         targets_multiple = CPU_BF16_TARGETS_MULTIPLE if cpu_bf16 else None
         if items and isinstance(items[0], Pack):
