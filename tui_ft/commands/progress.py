@@ -40,6 +40,7 @@ class ProgressLine:
         self.interval = interval if self.tty else pipe_interval
         self.last = 0.0
         self.width = 0
+        self.written = None  # the last line written to a pipe
 
     def update(self, text: str, force: bool = False) -> None:
         now = time.monotonic()
@@ -50,8 +51,9 @@ class ProgressLine:
             pad = max(0, self.width - len(text))
             self.stream.write("\r" + text + " " * pad)
             self.width = len(text)
-        else:
+        elif text != self.written:  # a log keeps one copy of a line that did not change
             self.stream.write(text + "\n")
+            self.written = text
         self.stream.flush()
 
     def message(self, text: str) -> None:
