@@ -28,3 +28,35 @@ def code_word_records(words: list[str], seed: int = 0, prefix: str = "r") -> lis
 def write_jsonl(path, records) -> str:
     path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     return str(path)
+
+
+def word_task_files(tmp_path, name: str, *, n_train: int = 8, n_val: int = 4,
+                    n_test: int = 0) -> dict:
+    """`dataset`, `val_dataset` (and `test_dataset` when n_test) of code-word records
+    on disjoint words, written under tmp_path as NAME-train/-val/-test.jsonl."""
+    words = one_token_words()
+    files = {"dataset": write_jsonl(tmp_path / f"{name}-train.jsonl",
+                                    code_word_records(words[:n_train], 1, "t")),
+             "val_dataset": write_jsonl(tmp_path / f"{name}-val.jsonl",
+                                        code_word_records(words[n_train:n_train + n_val],
+                                                          2, "v"))}
+    if n_test:
+        start = n_train + n_val
+        files["test_dataset"] = write_jsonl(tmp_path / f"{name}-test.jsonl",
+                                            code_word_records(words[start:start + n_test],
+                                                              3, "q"))
+    return files
+
+
+def word_task_config(tmp_path, name: str, *, n_train: int = 8, **overrides) -> dict:
+    """Parameters of a small CPU run on code-word records into tmp_path/NAME: 4 steps,
+    no evaluation, no checkpoint but the last; `overrides` replace any of them."""
+    data = {"output_dir": str(tmp_path / name), **word_task_files(tmp_path, name,
+                                                                  n_train=n_train),
+            "prompt_style": "phi3", "max_length": 32, "device": "cpu",
+            "per_device_train_batch_size": 4, "per_device_eval_batch_size": 8,
+            "learning_rate": 1e-3, "max_steps": 4, "logging_steps": 1,
+            "eval_strategy": "no", "save_strategy": "no", "load_best_model_at_end": False,
+            "save_total_limit": None}
+    data.update(overrides)
+    return data

@@ -16,25 +16,14 @@ from tui_ft.train.checkpoints import read_trainer_state, remove_partial, rotate
 from tui_ft.train.run import Run, RunError
 from tui_ft.train.worker import prepare_run, run_in_process
 
-from helpers import code_word_records, one_token_words, write_jsonl
+from helpers import code_word_records, one_token_words, word_task_config, write_jsonl
 
 # -- helpers ---------------------------------------------------------------------------------
 
 
 def make_run(tmp_path, name: str, *, n_train: int = 8, **overrides) -> Run:
-    words = one_token_words()
-    data = {"output_dir": str(tmp_path / name),
-            "dataset": write_jsonl(tmp_path / f"{name}-train.jsonl",
-                                   code_word_records(words[:n_train], 1, "t")),
-            "val_dataset": write_jsonl(tmp_path / f"{name}-val.jsonl",
-                                       code_word_records(words[n_train:n_train + 4], 2, "v")),
-            "prompt_style": "phi3", "max_length": 32, "device": "cpu",
-            "per_device_train_batch_size": 4, "per_device_eval_batch_size": 8,
-            "learning_rate": 1e-3, "max_steps": 4, "logging_steps": 1,
-            "eval_strategy": "no", "save_strategy": "no", "load_best_model_at_end": False,
-            "save_total_limit": None}
-    data.update(overrides)
-    run, _ = prepare_run(TrainConfig.from_dict(data))
+    config = word_task_config(tmp_path, name, n_train=n_train, **overrides)
+    run, _ = prepare_run(TrainConfig.from_dict(config))
     return run
 
 

@@ -18,20 +18,13 @@ import pytest
 from tui_ft.grade.responses import generate_responses, normalise, read_responses
 from tui_ft.train.run import Run, pid_alive
 
-from helpers import code_word_records, one_token_words, write_jsonl
+from helpers import word_task_files, write_jsonl
 
 # -- helpers ---------------------------------------------------------------------------------
 
 
 def write_config(tmp_path, name: str, **overrides) -> Path:
-    words = one_token_words()
-    data = {"output_dir": str(tmp_path / name),
-            "dataset": write_jsonl(tmp_path / f"{name}-train.jsonl",
-                                   code_word_records(words[:8], 1, "t")),
-            "val_dataset": write_jsonl(tmp_path / f"{name}-val.jsonl",
-                                       code_word_records(words[8:12], 2, "v")),
-            "test_dataset": write_jsonl(tmp_path / f"{name}-test.jsonl",
-                                        code_word_records(words[12:18], 3, "q")),
+    data = {"output_dir": str(tmp_path / name), **word_task_files(tmp_path, name, n_test=6),
             "prompt_style": "phi3", "max_length": 32, "device": "cpu",
             "per_device_train_batch_size": 4, "per_device_eval_batch_size": 8,
             "learning_rate": 3e-3, "max_steps": 6, "logging_steps": 1,

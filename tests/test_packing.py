@@ -22,7 +22,7 @@ from tui_ft.model.gpt import GPT, GPTConfig, document_mask
 from tui_ft.model.loss import lm_loss_sum
 from tui_ft.train.worker import prepare_run, run_in_process
 
-from helpers import code_word_records, one_token_words, write_jsonl
+from helpers import code_word_records, one_token_words, word_task_config, write_jsonl
 
 
 def ex(n: int, start: int = 0, masked: int = 0) -> Example:
@@ -202,19 +202,12 @@ def test_padding_to_a_multiple_changes_the_shape_not_the_loss(small_gpt):
 
 
 def _config(tmp_path, name, **overrides) -> TrainConfig:
-    words = one_token_words()
-    data = {"output_dir": str(tmp_path / name),
-            "dataset": write_jsonl(tmp_path / f"{name}-train.jsonl",
-                                   code_word_records(words[:12], 1, "t")),
-            "val_dataset": write_jsonl(tmp_path / f"{name}-val.jsonl",
-                                       code_word_records(words[12:16], 2, "v")),
-            "prompt_style": "phi3", "max_length": 64, "device": "cpu",
-            "per_device_train_batch_size": 2, "per_device_eval_batch_size": 8,
-            "learning_rate": 3e-3, "num_train_epochs": 4, "logging_steps": 1,
-            "eval_strategy": "epoch", "save_strategy": "no", "load_best_model_at_end": False,
-            "save_total_limit": None, "packing": True}
-    data.update(overrides)
-    return TrainConfig.from_dict(data)
+    # Epochs, not steps: max_steps back to its default (-1).
+    packed = {"max_length": 64, "per_device_train_batch_size": 2, "learning_rate": 3e-3,
+              "max_steps": -1, "num_train_epochs": 4, "eval_strategy": "epoch",
+              "packing": True}
+    return TrainConfig.from_dict(word_task_config(tmp_path, name, n_train=12,
+                                                  **{**packed, **overrides}))
 
 
 def test_a_packed_run_trains_and_says_how_full_its_rows_are(tmp_path):

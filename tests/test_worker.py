@@ -21,25 +21,13 @@ from tui_ft.train.run import Run, RunError, pid_alive
 from tui_ft.train.worker import (main, prepare_run, run_in_process, start_detached,
                                  stop_run)
 
-from helpers import code_word_records, one_token_words, write_jsonl
+from helpers import word_task_config
 
 # -- helpers ---------------------------------------------------------------------------------
 
 
 def config_for(tmp_path, name: str, **overrides) -> TrainConfig:
-    words = one_token_words()
-    data = {"output_dir": str(tmp_path / name),
-            "dataset": write_jsonl(tmp_path / f"{name}-train.jsonl",
-                                   code_word_records(words[:8], 1, "t")),
-            "val_dataset": write_jsonl(tmp_path / f"{name}-val.jsonl",
-                                       code_word_records(words[8:12], 2, "v")),
-            "prompt_style": "phi3", "max_length": 32, "device": "cpu",
-            "per_device_train_batch_size": 4, "per_device_eval_batch_size": 8,
-            "learning_rate": 1e-3, "max_steps": 4, "logging_steps": 1,
-            "eval_strategy": "no", "save_strategy": "no", "load_best_model_at_end": False,
-            "save_total_limit": None}
-    data.update(overrides)
-    return TrainConfig.from_dict(data)
+    return TrainConfig.from_dict(word_task_config(tmp_path, name, **overrides))
 
 
 def wait_for(predicate, timeout: float = 120.0, interval: float = 0.1, what: str = ""):
