@@ -20,24 +20,19 @@ from tui_ft.train.loop import TrainingError, lr_lambda
 from tui_ft.train.run import Run
 from tui_ft.train.worker import prepare_run, run_in_process
 
-from helpers import code_word_records, one_token_words, write_jsonl
+from helpers import code_word_records, one_token_words, word_task_config, write_jsonl
 
 # -- helpers ---------------------------------------------------------------------------------
 
 
 def make_run(tmp_path, name: str, *, train=None, val=None, **overrides) -> Run:
-    words = one_token_words()
-    train = code_word_records(words[:8], 1, "t") if train is None else train
-    val = code_word_records(words[8:12], 2, "v") if val is None else val
-    data = {"output_dir": str(tmp_path / name),
-            "dataset": write_jsonl(tmp_path / f"{name}-train.jsonl", train),
-            "val_dataset": write_jsonl(tmp_path / f"{name}-val.jsonl", val),
-            "prompt_style": "phi3", "max_length": 32, "device": "cpu",
-            "per_device_train_batch_size": 4, "per_device_eval_batch_size": 8,
-            "learning_rate": 1e-3, "max_steps": 4, "logging_steps": 1,
-            "eval_strategy": "no", "save_strategy": "no", "load_best_model_at_end": False,
-            "save_total_limit": None}
-    data.update(overrides)
+    """The small code-word run (helpers.word_task_config), with these training or
+    validation records in place of the default ones when given."""
+    data = word_task_config(tmp_path, name, **overrides)
+    if train is not None:
+        write_jsonl(tmp_path / f"{name}-train.jsonl", train)
+    if val is not None:
+        write_jsonl(tmp_path / f"{name}-val.jsonl", val)
     run, _ = prepare_run(TrainConfig.from_dict(data))
     return run
 
