@@ -26,6 +26,39 @@ commands:
 Run 'tui-ft COMMAND --help' for a command's options."""
 
 
+class _CommandParser(argparse.ArgumentParser):
+    """The parser of a sub-command. A mistake prints that command's usage on one line
+    and `tui-ft COMMAND: error: ...`, exit 2. Plain argparse prints the whole wrapped
+    usage, and leaves an unknown option to the top-level parser, which then shows the
+    top-level usage instead of the command's."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
+
+    def error(self, message: str):
+        self.exit(2, f"{self.short_usage()}\n{self.prog}: error: {message}\n")
+
+    def short_usage(self) -> str:
+        """`usage: tui-ft CMD [options] REQUIRED...`: the optional options are in --help."""
+        parts = [self.prog]
+        if any(a.option_strings and not a.required and not isinstance(a, argparse._HelpAction)
+               for a in self._actions):
+            parts.append("[options]")
+        for action in self._actions:
+            if action.option_strings:
+                if action.required:
+                    parts.append(f"{action.option_strings[0]} "
+                                 f"{action.metavar or action.dest.upper()}")
+                continue
+            name = action.metavar or action.dest
+            parts.append({"?": f"[{name}]", "*": f"[{name} ...]", "+": f"{name} ...",
+                          argparse.PARSER: f"{name} ..."}.get(action.nargs, name))
+        return f"usage: {' '.join(parts)}  (see '{self.prog} --help')"
+
+
 def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="inspect and preview instruction datasets",
                           description="Inspect and preview instruction datasets "
@@ -180,7 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--screen", choices=["datasets", "params", "training", "grading"],
                         help="TUI: the screen to open on (default: datasets, or training "
                              "for a RUN)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", prog="tui-ft",
+                                parser_class=_CommandParser)
     _add_data_commands(sub)
     _add_model_commands(sub)
     _add_train_commands(sub)
