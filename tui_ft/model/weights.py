@@ -88,21 +88,10 @@ def load_model(source: "str | os.PathLike | Preset", *, device="cpu", dtype=None
     target = _torch_dtype(dtype)
     if isinstance(source, os.PathLike):
         source = os.fspath(source)
-    if isinstance(source, Preset):
-        return _load_preset(source, device, target, download, progress)
-    preset = get_preset(source)
-    if preset is not None:
-        return _load_preset(preset, device, target, download, progress)
-    path = Path(source).expanduser()
-    if not source.strip() or not path.exists():
-        in_runs = runs_dir() / source
-        if source and "/" not in source and in_runs.is_dir():
-            path = in_runs
-        else:
-            raise WeightsError(
-                f"unknown model '{source}': not a preset ({', '.join(PRESETS)}) and no "
-                f"such file or folder. Give a preset name, a Hugging Face-layout folder, "
-                f"a .safetensors file, a checkpoint folder or a run folder")
+    resolved = resolve_source(source)
+    if isinstance(resolved, Preset):
+        return _load_preset(resolved, device, target, download, progress)
+    path = resolved
     if path.is_file():
         if path.suffix != ".safetensors":
             raise WeightsError(
@@ -121,6 +110,30 @@ def load_model(source: "str | os.PathLike | Preset", *, device="cpu", dtype=None
         f"{path} holds no model: expected {CONFIG_FILE} + {WEIGHTS_FILE} (a tui-ft "
         f"checkpoint), {HF_CONFIG_FILE} + {WEIGHTS_FILE} (Hugging Face layout), or "
         f"{CHECKPOINTS_DIR}/checkpoint-N/ folders (a run)")
+
+
+def resolve_source(source: "str | os.PathLike | Preset") -> "Preset | Path":
+    """What a model `source` names, without torch and without reading any weights: a
+    Preset, or an existing file or folder (a path, or a run's name under the runs
+    directory). A name that is none of these raises WeightsError, so that a command
+    can refuse a typo before it spends seconds importing torch."""
+    if isinstance(source, os.PathLike):
+        source = os.fspath(source)
+    if isinstance(source, Preset):
+        return source
+    preset = get_preset(source)
+    if preset is not None:
+        return preset
+    path = Path(source).expanduser()
+    if source.strip() and path.exists():
+        return path
+    in_runs = runs_dir() / source
+    if source and "/" not in source and in_runs.is_dir():
+        return in_runs
+    raise WeightsError(
+        f"unknown model '{source}': not a preset ({', '.join(PRESETS)}) and no "
+        f"such file or folder. Give a preset name, a Hugging Face-layout folder, "
+        f"a .safetensors file, a checkpoint folder or a run folder")
 
 
 def _torch_dtype(dtype):
@@ -787,8 +800,6 @@ _ST_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "float64":
 def _write_safetensors(path: Path, tensors: dict, metadata: dict) -> None:
     """The safetensors format, streamed one tensor at a time: the library's writer
     first builds the whole file in memory, a second copy of a 1.5B model."""
-    import torch
-
     header: dict = {"__metadata__": metadata}
     offset = 0
     for name, tensor in tensors.items():
@@ -807,10 +818,19 @@ def _write_safetensors(path: Path, tensors: dict, metadata: dict) -> None:
         for tensor in tensors.values():
             data = tensor.detach().to("cpu").contiguous()
             if data.numel():
-                # Raw bytes through numpy without a copy (bf16 has no numpy dtype).
-                f.write(memoryview(data.view(-1).view(torch.uint8).numpy()))
+                f.write(_raw_bytes(data))
         f.flush()
         os.fsync(f.fileno())
+
+
+def _raw_bytes(tensor: "torch.Tensor") -> memoryview:
+    """A contiguous CPU tensor's bytes without a copy. Not through `.numpy()`: numpy
+    is no dependency of ours (nor of torch), and bf16 has no numpy dtype anyway. The
+    view borrows the tensor's memory: the caller keeps the tensor alive while using it."""
+    import ctypes
+
+    nbytes = tensor.numel() * tensor.element_size()
+    return memoryview((ctypes.c_ubyte * nbytes).from_address(tensor.data_ptr())).cast("B")
 
 
 def _atomic_write_safetensors(path: Path, tensors: dict, metadata: dict) -> None:
