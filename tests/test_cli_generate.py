@@ -1,7 +1,9 @@
 """`tui-ft generate` for real: in subprocesses, greedy output is deterministic and equals
-the engine in-process, sampling with a seed repeats, bad values exit 2 with a message;
-through `tui_ft.cli.main` in this process, the cases that need no fresh interpreter.
-Also the precision and device names the command takes."""
+the engine in-process, sampling with a seed repeats, bad values exit 2 with a message,
+the prompt is put in the run's (or the asked, or alpaca) prompt style unless --raw, and
+an unknown model is refused before torch is imported; through `tui_ft.cli.main` in this
+process, the cases that need no fresh interpreter. Also the precision and device names
+the command takes."""
 
 from __future__ import annotations
 
@@ -16,6 +18,9 @@ import pytest
 import torch
 
 from tui_ft.commands.generate import _write_text
+from tui_ft.config import TrainConfig
+from tui_ft.data.records import Record
+from tui_ft.data.styles import get_style
 from tui_ft.data.tokenizer import EOT_ID, decode, encode
 from tui_ft.errors import TuiFtError
 from tui_ft.model.generate import GenerationConfig, generate
@@ -25,7 +30,8 @@ from tui_ft.model.precision import (DeviceError, PrecisionError, parse_precision
 PROMPT = "Hello, world. The capital of France is"
 HAS_CUDA = torch.cuda.is_available()
 
-BASE = ("generate", "--model", "tiny", "--prompt", PROMPT, "--device", "cpu", "--json")
+BASE = ("generate", "--model", "tiny", "--prompt", PROMPT, "--device", "cpu", "--json",
+        "--raw")
 SAMPLE = ("--max-new-tokens", "10", "--temperature", "1.0", "--top-k", "40", "--top-p", "0.95")
 RUNS = {
     "greedy_a": (*BASE, "--max-new-tokens", "12"),
@@ -61,9 +67,31 @@ def results(tmp_path_factory):
     for name, (extra, _) in BAD.items():
         jobs[name] = ("generate", "-m", "tiny", "-p", PROMPT, *extra)
     jobs["empty_prompt"] = ("generate", "-m", "tiny", "-p", "")
+    run = _chatml_run(home / "tui_ft_runs_dir" / "chatml-run")
+    styled = ("--prompt", PROMPT, "--device", "cpu", "--json", "--max-new-tokens", "4")
+    jobs["styled_preset"] = ("generate", "--model", "tiny", *styled)
+    jobs["styled_run"] = ("generate", "--model", run.name, *styled)
+    jobs["styled_checkpoint"] = ("generate", "--model", str(run / "checkpoints" /
+                                                             "checkpoint-3"), *styled)
+    jobs["styled_run_override"] = ("generate", "--model", str(run), "--style", "phi3",
+                                   *styled)
+    jobs["raw_run"] = ("generate", "--model", str(run), "--raw", *styled)
     with ThreadPoolExecutor(max_workers=4) as pool:
         futures = {name: pool.submit(_run, args, env) for name, args in jobs.items()}
         return {name: f.result() for name, f in futures.items()}
+
+
+def _chatml_run(folder):
+    """A run folder as training leaves it, trained in the chatml style: its config and
+    a checkpoint holding the tiny model."""
+    from tui_ft.model.weights import load_model, save_checkpoint_weights
+
+    folder.mkdir(parents=True)
+    TrainConfig.from_dict({**TrainConfig().to_dict(), "prompt_style": "chatml"}).save(
+        folder / "config.yaml")
+    model, _ = load_model("tiny")
+    save_checkpoint_weights(model, folder / "checkpoints" / "checkpoint-3")
+    return folder
 
 
 def ok_json(proc) -> dict:
@@ -114,11 +142,89 @@ def test_sampling_with_a_seed_repeats_and_another_seed_differs(results, capsys):
 
 def test_plain_output_is_the_generated_text(results, capsys):
     code, out, _ = main_in_process(capsys, "generate", "-m", "tiny", "-p", PROMPT,
-                                   "--max-new-tokens", "5")
+                                   "--max-new-tokens", "5", "--raw")
     assert code == 0
     first_five = ok_json(results["greedy_a"])["output_ids"][:5]
     expected = decode(first_five[:-1] if first_five[-1] == EOT_ID else first_five)
     assert out == expected + "\n"
+
+
+def styled(name: str) -> str:
+    """PROMPT as an instruction in style `name`, ready for the answer."""
+    return get_style(name).prompt(Record(id="x", instruction=PROMPT, input="", output=""))
+
+
+@pytest.mark.parametrize("job, style, ending", [
+    ("styled_preset", "alpaca", "\n\n### Response:\n"),
+    ("styled_run", "chatml", "<|im_end|>\n<|im_start|>assistant\n"),
+    ("styled_checkpoint", "chatml", "<|im_end|>\n<|im_start|>assistant\n"),
+    ("styled_run_override", "phi3", "\n<|assistant|>\n"),
+])
+def test_the_prompt_is_put_in_the_models_style(results, job, style, ending):
+    out = ok_json(results[job])
+    assert out["style"] == style
+    assert out["prompt_ids"] == encode(styled(style))
+    text = decode(out["prompt_ids"])
+    assert text.endswith(ending) and PROMPT in text and len(text) > len(PROMPT) + 10
+    assert 1 <= len(out["output_ids"]) <= 4
+
+
+def test_raw_continues_the_prompt_as_is(results):
+    raw = ok_json(results["raw_run"])
+    assert raw["style"] is None
+    assert raw["prompt_ids"] == encode(PROMPT)
+    assert raw["output_ids"] == ok_json(results["greedy_a"])["output_ids"][:4]
+
+
+def test_the_styles_stop_strings_end_the_answer(config_dir, capsys):
+    """Two user styles alike but for `stop`: the answer without a stop string, cut
+    into a stop string, ends there in the other."""
+    import yaml
+
+    def write_style(name, stop):
+        (config_dir / "styles").mkdir(exist_ok=True)
+        (config_dir / "styles" / f"{name}.yaml").write_text(yaml.safe_dump({
+            "name": name, "templates": {"user": "Q: {content}",
+                                        "assistant": "\nA: {content}"}, "stop": stop}))
+
+    write_style("nostop", [])
+    args = ("generate", "-m", "tiny", "-p", PROMPT, "--json", "--max-new-tokens", "24")
+    code, out, err = main_in_process(capsys, *args, "--style", "nostop")
+    assert code == 0, err
+    free = json.loads(out)
+    assert free["finish_reason"] == "length" and len(free["output_ids"]) == 24
+    text = free["text"]
+    stop = text[len(text) // 2:len(text) // 2 + 2]
+    assert len(stop) == 2, f"the tiny model's answer {text!r} is too short to cut"
+    write_style("stopper", [stop])
+    code, out, err = main_in_process(capsys, *args, "--style", "stopper")
+    assert code == 0, err
+    stopped = json.loads(out)
+    assert stopped["prompt_ids"] == free["prompt_ids"]
+    assert stopped["finish_reason"] == "stop_string"
+    assert stopped["text"] == text[:text.find(stop)]
+    assert len(stopped["output_ids"]) < 24
+
+
+NO_TORCH = """\
+import sys
+from tui_ft.cli import main
+code = main(sys.argv[1:])
+print("torch imported" if "torch" in sys.modules else "no torch", code)
+"""
+
+
+@pytest.mark.parametrize("args, words", [
+    (("-m", "nosuch-model", "-p", "hi"), ["unknown model 'nosuch-model'", "preset"]),
+    (("-m", "tiny", "-p", "hi", "--style", "nosuch-style"),
+     ["unknown prompt style 'nosuch-style'", "alpaca"]),
+])
+def test_unknown_model_or_style_fails_before_torch_is_imported(args, words):
+    proc = subprocess.run([sys.executable, "-c", NO_TORCH, "generate", *args],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.stdout == "no torch 1\n", (proc.stdout, proc.stderr)
+    assert proc.stderr.startswith("tui-ft: error: ") and "Traceback" not in proc.stderr
+    assert all(w in proc.stderr for w in words), proc.stderr
 
 
 @pytest.mark.parametrize("name", list(BAD) + ["empty_prompt"])

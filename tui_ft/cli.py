@@ -20,7 +20,7 @@ commands:
   tui-ft runs                     list runs; attach RUN follows one, stop RUN stops one
   tui-ft responses RUN            answer the test split, into RUN/responses.jsonl
   tui-ft grades export RUN OUT    write the graded responses as JSONL
-  tui-ft generate -m M -p TEXT    continue a prompt with a model
+  tui-ft generate -m M -p TEXT    answer an instruction with a model
   tui-ft export SOURCE OUT_DIR    write a model in Hugging Face GPT-2 layout
 
 Run 'tui-ft COMMAND --help' for a command's options."""
@@ -97,13 +97,23 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
 def _add_model_commands(sub: argparse._SubParsersAction) -> None:
     gen = sub.add_parser(
         "generate", help="generate text from a model",
-        description="Generate a continuation of PROMPT with a model (batched, KV-cached). "
-                    "With --json prints {prompt_ids, output_ids, text}: output_ids are the "
-                    "new tokens only, text is their decoding.")
+        description="Answer the instruction PROMPT with a model (KV-cached): PROMPT is put "
+                    "in a prompt style first, as the model was trained on it (--style; "
+                    "--raw continues PROMPT as is), and the style's stop strings end the "
+                    "answer. With --json prints {prompt_ids, output_ids, text, style}: "
+                    "prompt_ids are the styled prompt's tokens, output_ids the new tokens "
+                    "only, text is their decoding.")
     gen.add_argument("--model", "-m", default="tiny",
                      help="preset (tiny, gpt2, gpt2-medium, gpt2-large, gpt2-xl), a Hugging "
                           "Face-layout folder, a .safetensors file, a run or a checkpoint")
-    gen.add_argument("--prompt", "-p", required=True, help="the text to continue")
+    gen.add_argument("--prompt", "-p", required=True,
+                     help="the instruction (with --raw: the text to continue)")
+    framing = gen.add_mutually_exclusive_group()
+    framing.add_argument("--style", metavar="NAME",
+                         help="prompt style (default: the run's for a run or checkpoint, "
+                              "else alpaca; see 'tui-ft styles')")
+    framing.add_argument("--raw", action="store_true",
+                         help="continue PROMPT as is, in no prompt style")
     gen.add_argument("--max-new-tokens", type=int, default=64, metavar="N",
                      help="stop after N new tokens (default: 64)")
     gen.add_argument("--temperature", type=float, default=0.0, metavar="T",

@@ -1,15 +1,22 @@
-"""`tui-ft generate`: continue one prompt with a model (preset, folder, file, checkpoint
-or run), greedy or sampled, in the precision asked for; plain text or one JSON object."""
+"""`tui-ft generate`: answer one instruction with a model (preset, folder, file,
+checkpoint or run), put in the prompt style the model was trained on (or continue the
+text as is with --raw), greedy or sampled, in the precision asked for; plain text or
+one JSON object."""
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import sys
+from pathlib import Path
 
 from ..text import visible
 
 USAGE_ERROR = 2
+# The style of a model that was not trained by tui-ft (a preset, a foreign folder).
+DEFAULT_STYLE = "alpaca"
+_CHECKPOINT_NAME = re.compile(r"^checkpoint-\d+$")
 
 
 def _usage_error(message: str) -> int:
@@ -42,10 +49,62 @@ def _write_text(text: str) -> None:
     out.flush()
 
 
+def run_of_model(path: Path) -> Path | None:
+    """The run folder a model path belongs to: the run itself, its checkpoints/ folder,
+    one of its checkpoints or a weights file in one; None for anything else."""
+    from ..train.run import CHECKPOINTS_DIR, Run
+
+    folder = path if path.is_dir() else path.parent
+    if _CHECKPOINT_NAME.match(folder.name) and folder.parent.name == CHECKPOINTS_DIR:
+        folder = folder.parent.parent
+    elif folder.name == CHECKPOINTS_DIR:
+        folder = folder.parent
+    return folder if Run(folder).config_path.is_file() else None
+
+
+def pick_style(args, resolved):
+    """The style the prompt is put in: --style, else the style the run (of a run or
+    checkpoint) was trained in, else alpaca."""
+    from ..data.styles import get_style
+
+    if args.style:
+        return get_style(args.style), "--style"
+    run_path = run_of_model(resolved) if isinstance(resolved, Path) else None
+    if run_path is None:
+        return get_style(DEFAULT_STYLE), "the default"
+    from ..config import TrainConfig
+    from ..errors import TuiFtError
+    from ..train.run import Run
+
+    try:
+        name = TrainConfig.load(Run(run_path).config_path).prompt_style
+        return get_style(name), f"run {run_path.name}'s"
+    except TuiFtError as exc:
+        raise TuiFtError(f"{exc}\n(the prompt style of {run_path} is unknown: choose one "
+                         f"with --style, or --raw for no style)") from None
+
+
+def styled_prompt(style, instruction: str) -> str:
+    """The text the model continues: the instruction in `style`, up to where the
+    answer starts (the same rendering that prompts the test answers)."""
+    from ..data.records import Record
+
+    return style.prompt(Record(id="prompt", instruction=instruction, input="", output=""))
+
+
 def run(args) -> int:
     problem = check_args(args)
     if problem:
         return _usage_error(problem)
+    from ..model.weights import resolve_source
+
+    # A model that does not exist is refused here, before torch is imported (seconds).
+    resolved = resolve_source(args.model)
+    style, why = (None, "") if args.raw else pick_style(args, resolved)
+    text = args.prompt if style is None else styled_prompt(style, args.prompt)
+    if style is not None and sys.stderr.isatty() and not args.json:
+        print(f"tui-ft generate: prompt style {style.name} ({why}; --raw for none)",
+              file=sys.stderr)
 
     from ..data.tokenizer import encode
     from ..model.generate import GenerationConfig, GenerationError, generate
@@ -58,7 +117,8 @@ def run(args) -> int:
         return _usage_error(str(exc))
     config = GenerationConfig(max_new_tokens=args.max_new_tokens,
                               temperature=args.temperature, top_k=args.top_k,
-                              top_p=args.top_p, seed=args.seed)
+                              top_p=args.top_p, seed=args.seed,
+                              stop_strings=style.stop if style is not None else ())
     try:
         config.validate()
     except GenerationError as exc:
@@ -70,7 +130,7 @@ def run(args) -> int:
         return _usage_error(f"--max-new-tokens must be less than the model's context "
                             f"({context} tokens for {info.source}), got "
                             f"{args.max_new_tokens}")
-    prompt_ids = encode(args.prompt)
+    prompt_ids = encode(text)
     try:
         result = generate(model, [prompt_ids], config, batch_size=1)[0]
     except GenerationError as exc:
@@ -85,6 +145,7 @@ def run(args) -> int:
             "text": result.text,
             "finish_reason": result.finish_reason,
             "prompt_truncated": result.prompt_truncated,
+            "style": style.name if style is not None else None,
             "model": info.source,
             "dtype": precision.name,
             "device": str(device),
