@@ -1,7 +1,8 @@
 """`tui-ft export SOURCE OUT_DIR`, run for real in a subprocess, for a preset, a tui-ft
 checkpoint and a Hugging Face folder: the folder it writes loads in
 `GPT2LMHeadModel.from_pretrained` with no missing or unexpected weights and gives our
-logits; an existing non-empty OUT_DIR is refused untouched; the write is atomic."""
+logits, and its tokenizer files load offline in `AutoTokenizer.from_pretrained` and give
+tiktoken's ids; an existing non-empty OUT_DIR is refused untouched; the write is atomic."""
 
 from __future__ import annotations
 
@@ -22,7 +23,10 @@ from tui_ft.model.gpt import GPT, GPTConfig  # noqa: E402
 from tui_ft.model.weights import (WeightsError, export_hf, load_model,  # noqa: E402
                                   save_checkpoint_weights)
 
-FILES = ["config.json", "generation_config.json", "model.safetensors"]
+TOKENIZER_FILES = ["merges.txt", "special_tokens_map.json", "tokenizer_config.json",
+                   "vocab.json"]
+FILES = sorted(["config.json", "generation_config.json", "model.safetensors",
+                *TOKENIZER_FILES])
 
 
 def export(*args: str) -> subprocess.CompletedProcess:
@@ -79,7 +83,8 @@ def test_export_loads_in_transformers_with_our_logits(sources, tmp_path, kind,
     assert [p.name for p in tmp_path.iterdir()] == ["exported"]  # no temp folder left
     for name in FILES:
         assert name in proc.stdout
-    assert "MB" in proc.stdout and "from_pretrained" in proc.stdout
+    assert "MB" in proc.stdout and "GPT2LMHeadModel.from_pretrained" in proc.stdout
+    assert "AutoTokenizer.from_pretrained" in proc.stdout
 
     ours, info = load_model(sources[kind])
     c = info.config
@@ -169,3 +174,88 @@ def test_export_of_a_half_precision_model(tmp_path):
     back, _ = load_model(str(tmp_path / "bf16"), dtype=torch.bfloat16)
     for (name, a), b in zip(model.state_dict().items(), back.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+# ------------------------------------------------------------------------ the tokenizer
+
+# Text that exercises the GPT-2 split: contractions, runs of spaces and new lines,
+# numbers, punctuation, accents, combining marks, CJK, emoji (multi-token UTF-8),
+# control characters and the end-of-text token between and inside words.
+TEXTS = [
+    "Hello, world!", "  two leading spaces and three trailing   ", "it's we'll they're I'M",
+    "numbers 1234567 3.14159 1,000,000 -42 0x1F", "tabs\tand\nnew lines\n\n\n \n",
+    "naïve café — “quotes” «guillemets» Ωμέγα Привет", "e\u0301 combining \u0301x",
+    "日本語のテキスト、中文文本。한국어", "emoji 🤖🎉👩‍👩‍👧 flags 🇫🇷", "\x00\x07\x1b[31m bell",
+    "<|endoftext|>", "a<|endoftext|>b", "end.<|endoftext|>\n\nnext <|endoftext|>",
+    "<|endoftext", "   \n  \t ", "",
+]
+LOAD = """\
+import json, sys
+from transformers import AutoTokenizer
+tok = AutoTokenizer.from_pretrained(sys.argv[1])
+texts = json.load(sys.stdin)
+print(json.dumps({
+    "ids": [tok(t, add_special_tokens=False)["input_ids"] for t in texts],
+    "ordinary": [tok(t, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+                 for t in texts],
+    "eos": tok.eos_token_id, "bos": tok.bos_token_id, "vocab": len(tok),
+    "max_length": tok.model_max_length, "kind": type(tok).__name__,
+}))
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_export(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tokenizer") / "tiny"
+    proc = export("tiny", out)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def test_exported_tokenizer_gives_tiktokens_ids_offline(tiny_export, sample_data_dir):
+    from tui_ft.data.tokenizer import gpt2_encoding
+
+    records = [json.loads(line) for line in
+               (sample_data_dir / "instructions.jsonl").read_text().splitlines()[:300]]
+    texts = TEXTS + [r[k] for r in records for k in ("instruction", "input", "output")]
+    # Offline: no network, and nothing but the folder to read from.
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               HF_HOME=str(tiny_export.parent / "hf-home"))
+    proc = subprocess.run([sys.executable, "-c", LOAD, str(tiny_export)], input=json.dumps(texts),
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    hf = json.loads(proc.stdout)
+    enc = gpt2_encoding()
+    # Where the text holds <|endoftext|>, transformers reads it as the special token,
+    # as tiktoken does when it is allowed; split as text, it is what tui-ft trains on.
+    assert hf["ids"] == [enc.encode(t, allowed_special="all") for t in texts]
+    assert hf["ordinary"] == [enc.encode_ordinary(t) for t in texts]
+    assert hf["ids"][TEXTS.index("a<|endoftext|>b")] == [64, 50256, 65]
+    assert hf["eos"] == hf["bos"] == 50256
+    assert hf["vocab"] == 50257
+    assert hf["max_length"] == 256  # the tiny model's context
+
+
+def test_vocab_and_merges_are_complete(tiny_export):
+    from tui_ft.data.tokenizer import gpt2_ranks
+
+    ranks = gpt2_ranks()
+    vocab = json.loads((tiny_export / "vocab.json").read_text(encoding="utf-8"))
+    assert len(vocab) == 50257 and sorted(vocab.values()) == list(range(50257))
+    assert vocab["<|endoftext|>"] == 50256
+    lines = (tiny_export / "merges.txt").read_text(encoding="utf-8").split("\n")
+    assert lines[0].startswith("#version") and lines[-1] == ""
+    merges = lines[1:-1]
+    assert len(merges) == 50000
+    by_rank = {r: t for t, r in ranks.items()}
+    # GPT-2's spelling of each byte, read back from the 256 single-byte tokens.
+    byte_of = {word: by_rank[rank][0] for word, rank in vocab.items() if rank < 256}
+    assert len(byte_of) == 256 and vocab["\u0120"] == ranks[b" "]  # Ġ is the space
+    spell = {b: word for word, b in byte_of.items()}
+    assert {w: r for w, r in vocab.items() if r != 50256} == \
+        {"".join(spell[b] for b in t): r for t, r in ranks.items()}
+    for i, line in enumerate(merges):
+        left, right = line.split(" ")
+        # Merge i makes token 256 + i, from two tokens of lower rank.
+        assert bytes(byte_of[c] for c in left + right) == by_rank[256 + i], (i, line)
+        assert vocab[left] < 256 + i and vocab[right] < 256 + i, (i, line)

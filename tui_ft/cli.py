@@ -132,9 +132,11 @@ def _add_model_commands(sub: argparse._SubParsersAction) -> None:
 
     export = sub.add_parser(
         "export", help="write a model in Hugging Face GPT-2 layout",
-        description="Write config.json, model.safetensors and generation_config.json in "
-                    "Hugging Face GPT-2 layout, loadable with "
-                    "GPT2LMHeadModel.from_pretrained(OUT_DIR).")
+        description="Write config.json, model.safetensors, generation_config.json and "
+                    "the tokenizer (vocab.json, merges.txt, tokenizer_config.json, "
+                    "special_tokens_map.json) in Hugging Face GPT-2 layout, loadable "
+                    "offline with GPT2LMHeadModel.from_pretrained(OUT_DIR) and "
+                    "AutoTokenizer.from_pretrained(OUT_DIR).")
     export.add_argument("source", help="a run, a checkpoint or a model (as for --model)")
     export.add_argument("out_dir", help="folder to write (created; must be empty if it exists)")
 

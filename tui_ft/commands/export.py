@@ -1,5 +1,6 @@
 """`tui-ft export SOURCE OUT_DIR`: write a model (preset, checkpoint, run or foreign
-weights) in Hugging Face GPT-2 layout, loadable by `GPT2LMHeadModel.from_pretrained`."""
+weights) in Hugging Face GPT-2 layout, loadable by `GPT2LMHeadModel.from_pretrained`,
+with GPT-2's tokenizer files for `AutoTokenizer.from_pretrained`."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ def run(args) -> int:
     for path in written:
         print(f"  {path.name:<{width}}  {_size(path.stat().st_size):>9}")
     print(f"load it with: GPT2LMHeadModel.from_pretrained({str(out)!r})")
+    if any(p.name == "vocab.json" for p in written):
+        print(f"and its tokenizer: AutoTokenizer.from_pretrained({str(out)!r})")
     sys.stdout.flush()
     return 0
 

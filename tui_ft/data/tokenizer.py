@@ -46,12 +46,17 @@ def read_ranks(path: Path, expected_sha256: str = GPT2_RANKS_SHA256) -> dict[byt
     return ranks
 
 
+def gpt2_ranks() -> dict[bytes, int]:
+    """GPT-2's BPE ranks from the shipped file: token bytes -> token id."""
+    return read_ranks(assets_dir() / GPT2_RANKS_FILE)
+
+
 @functools.lru_cache(maxsize=1)
 def gpt2_encoding():
     """The GPT-2 encoding (r50k_base) as a `tiktoken.Encoding`, built from the shipped file."""
     import tiktoken
 
-    ranks = read_ranks(assets_dir() / GPT2_RANKS_FILE)
+    ranks = gpt2_ranks()
     return tiktoken.Encoding(
         name="gpt2",
         pat_str=GPT2_PATTERN,

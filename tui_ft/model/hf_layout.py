@@ -1,8 +1,10 @@
-"""How Hugging Face's GPT-2 files name and lay out tensors and configs, and how ours map
-onto them. Plain functions over names, shapes and dicts: no torch import here."""
+"""How Hugging Face's GPT-2 files name and lay out tensors, configs and the tokenizer,
+and how ours map onto them. Plain functions over names, shapes and dicts: no torch
+import here."""
 
 from __future__ import annotations
 
+import json
 import re
 
 # HF's GPT-2 uses Conv1D, whose weight is (in, out); ours are nn.Linear, (out, in).
@@ -128,6 +130,71 @@ def hf_generation_config(config) -> dict:
         # tui-ft's batches do.
         "pad_token_id": EOT_TOKEN_ID,
         "max_length": config.context_length,
+    }
+
+
+def byte_to_unicode() -> dict[int, str]:
+    """GPT-2's printable stand-in for each byte, as its vocab.json and merges.txt spell
+    tokens: printable Latin-1 bytes stand for themselves, the other 68 for chr(256 + n)
+    (a space is "\u0120", Ġ)."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("\xa1"), ord("\xac") + 1),
+            *range(ord("\xae"), ord("\xff") + 1)]
+    table = {b: chr(b) for b in keep}
+    for n, b in enumerate(b for b in range(256) if b not in table):
+        table[b] = chr(256 + n)
+    return table
+
+
+def bpe_merges(ranks: dict[bytes, int]) -> list[tuple[bytes, bytes]]:
+    """The merge that makes each token of rank >= 256, in rank order (merges.txt's
+    order). A .tiktoken file keeps only the merged tokens; the pair that makes one is
+    what byte-pair encoding of its bytes with the lower ranks leaves."""
+    merges = []
+    for token, rank in sorted(ranks.items(), key=lambda item: item[1]):
+        if rank < 256:
+            continue
+        parts = [token[i:i + 1] for i in range(len(token))]
+        while len(parts) > 2:
+            best = None
+            for i in range(len(parts) - 1):
+                r = ranks.get(parts[i] + parts[i + 1])
+                if r is not None and r < rank and (best is None or r < best[0]):
+                    best = (r, i)
+            if best is None:
+                break
+            i = best[1]
+            parts[i:i + 2] = [parts[i] + parts[i + 1]]
+        if len(parts) != 2:
+            raise HFLayoutError(f"token {rank} ({token!r}) is no merge of two lower-ranked "
+                                f"tokens: the rank file is not a byte-pair encoding")
+        merges.append((parts[0], parts[1]))
+    return merges
+
+
+def hf_tokenizer_files(ranks: dict[bytes, int], special: dict[str, int],
+                       context_length: int) -> dict[str, bytes]:
+    """vocab.json, merges.txt, tokenizer_config.json and special_tokens_map.json of a
+    GPT-2 byte-level BPE, for `AutoTokenizer.from_pretrained` (offline: nothing else is
+    fetched). `special` maps each special token to its id; the first is GPT-2's
+    <|endoftext|>, which begins, ends and stands for unknown text."""
+    spell = byte_to_unicode()
+
+    def word(token: bytes) -> str:
+        return "".join(spell[b] for b in token)
+
+    vocab = {word(token): rank for token, rank in sorted(ranks.items(), key=lambda i: i[1])}
+    vocab.update(special)
+    merges = "".join(f"{word(a)} {word(b)}\n" for a, b in bpe_merges(ranks))
+    eot = next(iter(special))
+    tokens = {"bos_token": eot, "eos_token": eot, "unk_token": eot}
+    config = {"tokenizer_class": "GPT2Tokenizer", "model_max_length": context_length,
+              "add_prefix_space": False, "add_bos_token": False, "errors": "replace",
+              **tokens}
+    return {
+        "vocab.json": (json.dumps(vocab, ensure_ascii=False) + "\n").encode(),
+        "merges.txt": ("#version: 0.2\n" + merges).encode(),
+        "tokenizer_config.json": (json.dumps(config, indent=2) + "\n").encode(),
+        "special_tokens_map.json": (json.dumps(tokens, indent=2) + "\n").encode(),
     }
 
 

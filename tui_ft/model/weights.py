@@ -754,9 +754,13 @@ def check_export_target(out_dir) -> Path:
 
 def export_hf(model: "GPT", out_dir) -> list[Path]:
     """Write `model` in Hugging Face GPT-2 layout (config.json, model.safetensors,
-    generation_config.json) into `out_dir`, which must be absent or empty. The files
-    are written into a temporary folder beside it, renamed into place when complete."""
+    generation_config.json, and GPT-2's tokenizer files) into `out_dir`, which must be
+    absent or empty. The files are written into a temporary folder beside it, renamed
+    into place when complete."""
+    from ..data.tokenizer import ENDOFTEXT, EOT_ID, VOCAB_SIZE, gpt2_ranks
+
     out = check_export_target(out_dir)
+    names = [HF_CONFIG_FILE, WEIGHTS_FILE, "generation_config.json"]
     parent = out.absolute().parent
     parent.mkdir(parents=True, exist_ok=True)
     tmp = parent / f".{out.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
@@ -770,6 +774,14 @@ def export_hf(model: "GPT", out_dir) -> list[Path]:
         _write_safetensors(tmp / WEIGHTS_FILE, tensors, {"format": "pt"})
         _write_synced(tmp / "generation_config.json",
                       _json_bytes(hf_layout.hf_generation_config(model.config)))
+        # The tokenizer too, so that the folder alone serves transformers' AutoTokenizer;
+        # a model with fewer embeddings than GPT-2 has tokens cannot take GPT-2's ids.
+        if model.config.vocab_size >= VOCAB_SIZE:
+            files = hf_layout.hf_tokenizer_files(gpt2_ranks(), {ENDOFTEXT: EOT_ID},
+                                                 model.config.context_length)
+            for name, data in files.items():
+                _write_synced(tmp / name, data)
+                names.append(name)
         _fsync_dir(tmp)
         check_export_target(out)
         try:
@@ -785,7 +797,7 @@ def export_hf(model: "GPT", out_dir) -> list[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return [out / HF_CONFIG_FILE, out / WEIGHTS_FILE, out / "generation_config.json"]
+    return [out / name for name in names]
 
 
 def _json_bytes(data) -> bytes:
