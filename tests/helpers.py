@@ -60,3 +60,16 @@ def word_task_config(tmp_path, name: str, *, n_train: int = 8, **overrides) -> d
             "save_total_limit": None}
     data.update(overrides)
     return data
+
+
+def wait_for(predicate, timeout: float = 120.0, interval: float = 0.1, what: str = ""):
+    """Poll `predicate` until it returns something true (returned), else fail."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what or predicate}")

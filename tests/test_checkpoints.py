@@ -79,14 +79,14 @@ def test_remove_partial_and_listing_ignore_what_is_not_a_checkpoint(tmp_path):
 def test_rotate_keeps_the_best_and_the_newest(tmp_path):
     run = Run(tmp_path)
     fake_checkpoints(run, [2, 4, 6, 8, 10])
-    removed = rotate(run, 2, keep={"checkpoint-2"})
+    removed = rotate(run, 2, keep={"checkpoint-2"}).removed
     assert removed == ["checkpoint-4", "checkpoint-6", "checkpoint-8"]
     assert [c.name for c in run.checkpoints()] == ["checkpoint-2", "checkpoint-10"]
     # A limit of 1 with a best that is not the newest: both stay (as Hugging Face).
     fake_checkpoints(run, [12])
-    assert rotate(run, 1, keep={"checkpoint-2"}) == ["checkpoint-10"]
+    assert rotate(run, 1, keep={"checkpoint-2"}).removed == ["checkpoint-10"]
     assert [c.name for c in run.checkpoints()] == ["checkpoint-2", "checkpoint-12"]
-    assert rotate(run, None, keep=set()) == []
+    assert rotate(run, None, keep=set()) == ([], [])
 
 
 # -- the best checkpoint survives rotation ---------------------------------------------------

@@ -47,6 +47,12 @@ def runs_dir() -> Path:
     return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)) / "runs"
 
 
+def run_registry() -> Path:
+    """Run folders made outside the runs directory (a config's output_dir), one JSON
+    line each, so that listings and run names find them (train/run.py)."""
+    return runs_dir() / "registry.jsonl"
+
+
 def user_styles_dir() -> Path:
     return config_dir() / "styles"
 

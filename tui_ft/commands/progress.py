@@ -101,17 +101,22 @@ class TrainingProgress:
             self.val_loss = m["val_loss"]
             self.line.message(f"step {self.step}: validation loss {self.val_loss:.4f}")
         if event == "overfitting":
+            metric = m.get("best_checkpoint_metric")
             self.line.message(
                 f"OVERFITTING: validation loss has not improved since step "
                 f"{m.get('best_step')} (best {m.get('best_val_loss', 0):.4f}, began at step "
                 f"{m.get('began_at_step')}) while training loss kept falling; best checkpoint: "
-                f"{m.get('best_checkpoint') or 'not saved yet'}. 'tui-ft stop RUN' stops it.")
+                f"{m.get('best_checkpoint') or 'not saved yet'}"
+                + (f" (val loss {metric:.4f})" if isinstance(metric, (int, float)) else "")
+                + ". 'tui-ft stop RUN' stops it.")
         elif event == "checkpoint":
             self.line.message(f"step {self.step}: saved {m.get('checkpoint')}")
-        elif event in ("packing", "compile_fallback", "compile_mode_changed"):
+        elif event in ("packing", "compile_fallback", "compile_mode_changed",
+                       "checkpoint_kept"):
             self.line.message(f"step {self.step}: {describe_event(m)}")
         elif event in ("failed", "stopped", "early_stopping"):
-            self.line.message(f"step {self.step}: {event}"
+            self.line.message(f"step {self.step}: "
+                              + (describe_event(m) if event == "stopped" else event)
                               + (f": {m['error']}" if m.get("error") else ""))
         self.line.update(self.text(), force=event is not None)
 
@@ -157,6 +162,14 @@ def describe_event(m: dict) -> str:
         metric = m.get("metric")
         return (f"the run hands on its best checkpoint, {m.get('checkpoint')}"
                 + (f" (val loss {metric:.4f})" if isinstance(metric, (int, float)) else ""))
+    if event == "checkpoint_kept":
+        return (f"kept {m.get('checkpoint')} beyond save_total_limit "
+                f"{m.get('save_total_limit')}: {m.get('graded')} of its responses are graded")
+    if event == "stopped":
+        by = {"SIGINT": "Ctrl-C", "SIGTERM": "a stop request",
+              "STOP file": "a stop request"}.get(m.get("by"), m.get("by"))
+        return ("stopped" + (f" by {by}" if by else "")
+                + (" at once, without a checkpoint" if m.get("interrupted") else ""))
     if event == "end":
         return f"ended: {m.get('state')}"
     if event == "resumed":

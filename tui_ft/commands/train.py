@@ -11,16 +11,10 @@ from pathlib import Path
 from ..config import TrainConfig
 from ..paths import runs_dir
 from ..text import visible
-from ..train.run import MetricsTail, Run, RunError, list_runs
+# find_run: run names are found in the runs directory and in its registry (other
+# commands import it from here).
+from ..train.run import MetricsTail, Run, RunError, find_run, list_runs
 from .progress import ProgressLine, TrainingProgress, format_duration
-
-
-def find_run(name: str) -> Run:
-    """A run by path, or by folder name under the runs directory."""
-    path = Path(name).expanduser()
-    if not path.exists() and "/" not in name and (runs_dir() / name).is_dir():
-        path = runs_dir() / name
-    return Run.open(path)
 
 
 def cmd_train(args) -> int:
@@ -28,12 +22,21 @@ def cmd_train(args) -> int:
 
     if args.resume:
         run = find_run(args.resume)
-        checkpoint = run.checkpoint(args.checkpoint or "last")
         if run.state() in ("starting", "running"):
             raise RunError(f"{run.path} is still running; stop it first ('tui-ft stop')")
-        run.write_status(state="starting", error=None)
-        resume = checkpoint.path
-        print(f"resuming {run.path} from {checkpoint.name}", file=sys.stderr)
+        if not run.checkpoints() and not args.checkpoint:
+            # Stopped (or failed) before its first checkpoint: nothing to continue
+            # from, so it trains again from step 0, in its folder, with its config.
+            run.truncate_metrics_after(-1)
+            run.write_status(state="starting", error=None, step=0)
+            resume = None
+            print(f"{run.path} has no checkpoint: training it again from step 0",
+                  file=sys.stderr)
+        else:
+            checkpoint = run.checkpoint(args.checkpoint or "last")
+            run.write_status(state="starting", error=None)
+            resume = checkpoint.path
+            print(f"resuming {run.path} from {checkpoint.name}", file=sys.stderr)
     else:
         if args.config:
             config = TrainConfig.load(args.config)
@@ -54,18 +57,43 @@ def cmd_train(args) -> int:
     try:
         state = run_in_process(run, resume=resume, on_event=progress.feed)
     except KeyboardInterrupt:
+        # A second Ctrl-C: the run stopped at once, without a checkpoint of its own.
         progress.line.close()
-        print(f"interrupted; resume with 'tui-ft train --resume {run.path}'", file=sys.stderr)
+        print(f"interrupted at step {run.read_status().get('step')}; "
+              + _resume_hint(run), file=sys.stderr)
         return 130
     finally:
         progress.line.close()
     status = run.read_status()
-    print(f"{state}: step {status.get('step')}, best checkpoint "
-          f"{status.get('best_checkpoint') or '-'}"
-          + (f" (val loss {status['best_metric']:.4f})" if status.get("best_metric") else ""),
-          file=sys.stderr)
+    print(f"{state}: step {status.get('step')}, " + best_summary(status), file=sys.stderr)
+    if state == "stopped":
+        print(_resume_hint(run), file=sys.stderr)
     print(str(run.path))
+    if state == "stopped" and status.get("stopped_by") == "SIGINT":
+        return 130  # as a shell expects of Ctrl-C: 'tui-ft train && ...' goes no further
     return 0 if state in ("finished", "stopped") else 1
+
+
+def best_summary(status: dict) -> str:
+    """The best checkpoint with its own validation loss, and the best evaluation when
+    it has no checkpoint (train/run.py, BestCheckpoint)."""
+    best, metric = status.get("best_checkpoint"), status.get("best_checkpoint_metric",
+                                                             status.get("best_metric"))
+    text = f"best checkpoint {best or '-'}" + (
+        f" (val loss {metric:.4f})" if best and isinstance(metric, (int, float)) else "")
+    step, value = status.get("best_eval_step"), status.get("best_eval_metric")
+    if step is not None and isinstance(value, (int, float)) and \
+            step != status.get("best_checkpoint_step"):
+        text += f"; best evaluation step {step} (val loss {value:.4f}, no checkpoint there)"
+    return text
+
+
+def _resume_hint(run: Run) -> str:
+    if not run.checkpoints():
+        return (f"no checkpoint was written; 'tui-ft train --resume {run.path}' "
+                "starts it again from step 0")
+    return (f"resume from {run.checkpoint('last').name} with "
+            f"'tui-ft train --resume {run.path}'")
 
 
 def _age(path: Path) -> str:
@@ -74,17 +102,30 @@ def _age(path: Path) -> str:
 
 
 def run_summary(run: Run) -> dict:
+    """A run's line in `tui-ft runs`. best_val_loss is the best evaluation overall
+    (at best_eval_step, which may have no checkpoint); best_checkpoint_val_loss is
+    the best checkpoint's own."""
     status = run.read_status()
     metrics = run.read_metrics()
-    vals = [m["val_loss"] for m in metrics if "val_loss" in m]
+    evals = [m for m in metrics if "val_loss" in m and "event" not in m]
+    best_eval = min(evals, key=lambda m: m["val_loss"]) if evals else None
+    try:
+        best = run.best_checkpoint()
+    except RunError:  # no checkpoint yet
+        best = None
+    evaluated = best is not None and best.evaluated
     return {"run": run.name, "path": str(run.path), "state": run.state(),
             "step": status.get("step"), "total_steps": status.get("total_steps"),
-            "best_val_loss": min(vals) if vals else None,
-            "best_checkpoint": status.get("best_checkpoint"),
+            "best_val_loss": best_eval["val_loss"] if best_eval else None,
+            "best_eval_step": best_eval["step"] if best_eval else None,
+            "best_checkpoint": best.checkpoint.name if evaluated else None,
+            "best_checkpoint_val_loss": best.metric if evaluated else None,
             "updated_at": status.get("updated_at"), "error": status.get("error")}
 
 
 def cmd_runs(args) -> int:
+    # The runs directory lists its own folders and the runs registered in it (made
+    # with their own output_dir).
     runs = list_runs(Path(args.dir) if args.dir else runs_dir())
     rows = [run_summary(r) for r in runs]
     if args.json:
@@ -93,12 +134,21 @@ def cmd_runs(args) -> int:
     if not rows:
         print(f"no runs under {args.dir or runs_dir()}")
         return 0
-    print(f"{'RUN':34} {'STATE':9} {'STEP':>11} {'BEST VAL':>9} {'BEST CHECKPOINT':18} AGE")
+    # BEST VAL is the best checkpoint's own loss, beside its name; a better evaluation
+    # without a checkpoint is marked with '*' after it (--json has both).
+    print(f"{'RUN':34} {'STATE':9} {'STEP':>11} {'BEST CHECKPOINT':18} {'BEST VAL':>9} AGE")
     for run, row in zip(runs, rows):
         step = f"{row['step'] or 0}/{row['total_steps'] or '?'}"
-        best = f"{row['best_val_loss']:.4f}" if row["best_val_loss"] is not None else "-"
+        value = row["best_checkpoint_val_loss"]
+        best = f"{value:.4f}" if value is not None else "-"
+        if row["best_val_loss"] is not None and (value is None or row["best_val_loss"] < value):
+            best += "*"
         print(f"{visible(row['run'], keep_newlines=False)[:34]:34} {row['state']:9} {step:>11} "
-              f"{best:>9} {row['best_checkpoint'] or '-':18} {_age(run.path)}")
+              f"{row['best_checkpoint'] or '-':18} {best:>9} {_age(run.path)}")
+    if any(r["best_val_loss"] is not None and (r["best_checkpoint_val_loss"] is None or
+           r["best_val_loss"] < r["best_checkpoint_val_loss"]) for r in rows):
+        print("* a better evaluation has no checkpoint (tui-ft runs --json: best_val_loss "
+              "at best_eval_step)")
     return 0
 
 

@@ -91,6 +91,15 @@ class GradeStore:
     def get(self, response_id: str, checkpoint: str | None) -> Grade:
         return self._grades.get(_key(response_id, checkpoint), Grade())
 
+    def graded_checkpoints(self) -> dict[str, int]:
+        """Checkpoint name -> how many of its responses hold a grade or a note (the
+        trainer's rotation keeps these checkpoints)."""
+        out: dict[str, int] = {}
+        for (_, checkpoint), grade in self._grades.items():
+            if checkpoint and (grade.grade is not None or grade.note):
+                out[checkpoint] = out.get(checkpoint, 0) + 1
+        return out
+
     # -- writing --------------------------------------------------------------------
 
     def _append(self, entry: dict) -> None:

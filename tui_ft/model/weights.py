@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from ..errors import TuiFtError
-from ..paths import cache_dir, runs_dir
+from ..paths import cache_dir
 from . import hf_layout
 from .presets import PRESETS, TINY_INIT_SEED, Preset, get_preset
 
@@ -127,9 +127,11 @@ def resolve_source(source: "str | os.PathLike | Preset") -> "Preset | Path":
     path = Path(source).expanduser()
     if source.strip() and path.exists():
         return path
-    in_runs = runs_dir() / source
-    if source and "/" not in source and in_runs.is_dir():
-        return in_runs
+    from ..train.run import find_run, runs_named
+
+    if runs_named(source):
+        # Under the runs directory or registered elsewhere; two of one name: says which.
+        return find_run(source).path
     raise WeightsError(
         f"unknown model '{source}': not a preset ({', '.join(PRESETS)}) and no "
         f"such file or folder. Give a preset name, a Hugging Face-layout folder, "
@@ -241,43 +243,26 @@ def _load_safetensors_file(source, path: Path, device, dtype):
 
 
 def _pick_run_checkpoint(folder: Path) -> Path | None:
-    """A run's best checkpoint (status.json) else its last; None if `folder` is no
-    run. Also accepts the run's checkpoints/ folder itself."""
-    run = folder
-    holder = folder / CHECKPOINTS_DIR
-    if not holder.is_dir():
-        holder = folder
-        if folder.name == CHECKPOINTS_DIR:
-            run = folder.parent
-    found = {}
-    for child in holder.iterdir() if holder.is_dir() else ():
-        match = _CHECKPOINT_NAME.match(child.name)
-        # A checkpoint still being written lives under another (temporary) name.
-        if match and (child / WEIGHTS_FILE).is_file() and (child / CONFIG_FILE).is_file():
-            found[int(match.group(1))] = child
-    if not found:
-        if holder is not folder:
-            raise WeightsError(f"run {run} has no checkpoint yet ({holder} is empty): "
-                               f"wait for the first save or pick another source")
-        return None
-    best = _best_from_status(run / "status.json", holder)
-    if best is not None and best in found.values():
-        return best
-    return found[max(found)]
+    """A run's best checkpoint, by the rule of train/run.py (Run.checkpoint("best"):
+    the best evaluated checkpoint, else the last); None if `folder` is no run. Also
+    accepts the run's checkpoints/ folder itself."""
+    from ..train.run import Run, RunError
 
-
-def _best_from_status(path: Path, holder: Path) -> Path | None:
+    if (folder / CHECKPOINTS_DIR).is_dir():
+        run = Run(folder)
+    elif folder.name == CHECKPOINTS_DIR:
+        run = Run(folder.parent)
+    else:
+        # Checkpoint folders copied out of their run: no status says which is best.
+        found = {int(m.group(1)): child for child in folder.iterdir()
+                 if (m := _CHECKPOINT_NAME.match(child.name)) and child.is_dir()}
+        return found[max(found)] if found else None
     try:
-        status = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    best = status.get("best_checkpoint") if isinstance(status, dict) else None
-    if isinstance(best, int) and not isinstance(best, bool):
-        return holder / f"checkpoint-{best}"
-    if isinstance(best, str) and best:
-        # A name, a path relative to the run or an absolute one: all end in the name.
-        return holder / Path(best).name
-    return None
+        return run.checkpoint("best").path
+    except RunError:
+        raise WeightsError(f"run {run.path} has no checkpoint yet ({run.checkpoints_dir} "
+                           f"is empty): wait for the first save or pick another "
+                           f"source") from None
 
 
 def _read_json(path: Path):

@@ -1,6 +1,7 @@
 """Checkpoints that survive a crash at any moment: everything is written into a
 temporary folder, flushed to disk, and renamed to `checkpoint-N` only when complete,
-so a folder with that name is always whole. Rotation never deletes the best one.
+so a folder with that name is always whole. Rotation never deletes the best one,
+nor one whose responses were graded.
 Nothing here unpickles arbitrary objects: `torch.load(..., weights_only=True)`."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -108,21 +110,30 @@ def remove_partial(run: Run) -> list[str]:
     return removed
 
 
-def rotate(run: Run, limit: int | None, keep: set[str]) -> list[str]:
+class Rotation(NamedTuple):
+    removed: list[str]
+    # Pinned checkpoints the limit alone would have removed (kept past the limit).
+    spared: list[str]
+
+
+def rotate(run: Run, limit: int | None, keep: set[str],
+           pinned: set[str] = frozenset()) -> Rotation:
     """Delete the oldest checkpoints beyond `limit`, never one named in `keep` (the
     best) and never the newest (a resume continues from it), so a limit of 1 with a
-    best that is not the newest keeps two, as Hugging Face does. Returns the names
-    deleted."""
+    best that is not the newest keeps two, as Hugging Face does. A `pinned` one (its
+    responses were graded) is never deleted either: the next oldest goes in its place,
+    and it is reported in `spared`."""
     if not limit:
-        return []
+        return Rotation([], [])
     existing = run.checkpoints()
-    deletable = [c for c in existing[:-1] if c.name not in keep]
-    excess = len(existing) - limit
+    candidates = [c for c in existing[:-1] if c.name not in keep]
+    excess = max(0, len(existing) - limit)
+    spared = [c.name for c in candidates[:excess] if c.name in pinned]
     removed = []
-    for c in deletable[:max(0, excess)]:
+    for c in [c for c in candidates if c.name not in pinned][:excess]:
         shutil.rmtree(c.path, ignore_errors=True)
         removed.append(c.name)
-    return removed
+    return Rotation(removed, spared)
 
 
 def read_trainer_state(folder: Path) -> dict:

@@ -6,6 +6,7 @@ tokens count for nothing), and steps that log nothing never wait for the device.
 from __future__ import annotations
 
 import math
+import os
 import signal
 import time
 from dataclasses import replace
@@ -19,6 +20,7 @@ from ..data.batches import (Example, Pack, batch_order, collate, collate_packed,
                             encode_records, pack_examples)
 from ..data.styles import load_styles
 from ..errors import TuiFtError
+from ..grade.store import GradeStore
 from ..model.gpt import flex_attention_available, flex_document_mask
 from ..model.loss import lm_loss_sum
 from ..model.precision import pick_device
@@ -93,6 +95,10 @@ class Trainer:
         self.on_event = on_event
         self.stop_at_step = stop_at_step
         self.stop_signalled = False
+        # Why the run stops early: "SIGINT" (Ctrl-C), "SIGTERM" ('tui-ft stop', the
+        # app's x), "STOP file" or "stop_at_step"; status.json's stopped_by.
+        self.stopped_by: str | None = None
+        self.announced_pins: set[str] = set()
         self.scalars: ScalarLog | None = None
 
     # -- events ----------------------------------------------------------------------
@@ -107,7 +113,12 @@ class Trainer:
             self.on_event(record)
 
     def _stop_requested(self) -> bool:
-        return self.stop_signalled or self.run_dir.stop_path.exists()
+        if self.stop_signalled:
+            return True
+        if self.run_dir.stop_path.exists():
+            self.stopped_by = self.stopped_by or "STOP file"
+            return True
+        return False
 
     # -- set-up ----------------------------------------------------------------------
 
@@ -144,16 +155,30 @@ class Trainer:
     # -- the run -------------------------------------------------------------------------
 
     def train(self) -> str:
-        """Train to the end (or to a stop request). Returns the final state."""
-        previous = signal.getsignal(signal.SIGTERM)
+        """Train to the end (or to a stop request). Returns the final state.
 
-        def on_sigterm(signum, frame):
-            self.stop_signalled = True
+        SIGTERM ('tui-ft stop', the app's x) and SIGINT (Ctrl-C) both ask for a stop
+        after the current step, with a checkpoint. A second Ctrl-C quits at once
+        (KeyboardInterrupt): the last checkpoint written stays the resume point."""
+        previous = {}
 
-        try:
-            signal.signal(signal.SIGTERM, on_sigterm)
-        except ValueError:  # not the main thread: the STOP file still works
-            previous = None
+        def on_signal(signum, frame):
+            name = signal.Signals(signum).name
+            if self.stop_signalled and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            if not self.stop_signalled:
+                self.stop_signalled, self.stopped_by = True, name
+                again = "; Ctrl-C again quits at once, without it" \
+                    if signum == signal.SIGINT else ""
+                # Said now: a step of a big model can take a while.
+                os.write(2, f"\n{name}: stopping after the current step, with a "
+                            f"checkpoint{again}\n".encode())
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            try:
+                previous[signum] = signal.signal(signum, on_signal)
+            except ValueError:  # not the main thread: the STOP file still works
+                break
         c = self.config
         self.scalars = ScalarLog(Path(c.logging_dir).expanduser() if c.logging_dir
                                  else self.run_dir.path / "logs")
@@ -162,8 +187,8 @@ class Trainer:
         finally:
             self.scalars.close()
             self.scalars = None
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
     def _train(self) -> str:
         c = self.config
@@ -204,14 +229,20 @@ class Trainer:
         stopper = (EarlyStopping(c.early_stopping_patience, c.early_stopping_threshold,
                                  c.greater_is_better)
                    if c.early_stopping_patience else None)
+        # The best checkpoint (best_checkpoint, its step and its own metric, which is
+        # Hugging Face's best_metric) is the best among evaluations that have a
+        # checkpoint; the best evaluation overall may have none (best_eval_*).
         state = {"global_step": 0, "epoch_index": 0, "micro_in_epoch": 0, "best_metric": None,
-                 "best_checkpoint": None, "best_step": None, "log_loss_sum": 0.0,
+                 "best_checkpoint": None, "best_checkpoint_step": None,
+                 "best_eval_metric": None, "best_eval_step": None, "log_loss_sum": 0.0,
                  "log_tokens": 0, "log_steps": 0, "eval_loss_sum": 0.0, "eval_tokens": 0,
-                 "last_eval_step": None, "last_save_step": None}
+                 "last_eval_step": None, "last_metric": None, "last_save_step": None}
         if self.resume_from is not None:
             saved = ckpt.load_training_state(self.resume_from, optimizer=optimizer,
                                              scheduler=scheduler, scaler=scaler, device=device)
             state.update({k: v for k, v in saved.items() if k in state})
+            if "best_eval_step" not in saved:
+                _upgrade_best(state, saved)
             load_monitor_state(monitor, saved.get("monitor", {}))
             if stopper is not None:
                 stopper.load_state_dict(saved.get("early_stopping") or {})
@@ -219,10 +250,11 @@ class Trainer:
                        steps_per_epoch, "event": "resumed",
                        "checkpoint": self.resume_from.name})
 
+        self.state = state
         run.write_status(state="running", step=state["global_step"], total_steps=total_steps,
                          steps_per_epoch=steps_per_epoch, model=info.describe(),
                          device=str(device), precision=c.precision, error=None,
-                         best_checkpoint=state["best_checkpoint"], started_at=now_iso())
+                         stopped_by=None, started_at=now_iso(), **self._best_fields())
         self.emit({"step": state["global_step"], "epoch": state["global_step"] /
                    steps_per_epoch, "event": "start", "total_steps": total_steps,
                    "steps_per_epoch": steps_per_epoch, "device": str(device),
@@ -398,6 +430,8 @@ class Trainer:
                 save = (c.save_strategy == "steps" and step % c.save_steps == 0) or \
                        (c.save_strategy == "epoch" and end_of_epoch) or last or stop_early
                 stopping = self._stop_requested() or step == self.stop_at_step
+                if stopping and self.stopped_by is None:
+                    self.stopped_by = "stop_at_step"
                 if save or stopping:
                     self._check_finite(nonfinite, step)
                     s["log_loss_sum"] = float(log_loss.item())
@@ -410,7 +444,8 @@ class Trainer:
                                "patience": c.early_stopping_patience})
                     return "finished"
                 if stopping:
-                    self.emit({"step": step, "epoch": round(epoch_f, 4), "event": "stopped"})
+                    self.emit({"step": step, "epoch": round(epoch_f, 4), "event": "stopped",
+                               "by": self.stopped_by})
                     raise _StopRequested
             if micro >= len(order):
                 epoch += 1
@@ -479,32 +514,54 @@ class Trainer:
         s["last_metric"] = val_loss
         self.emit({"step": step, "epoch": round(epoch_f, 4), "val_loss": val_loss,
                    "train_loss_window": window_train})
-        better = s["best_metric"] is None or (
-            val_loss > s["best_metric"] if c.greater_is_better else val_loss < s["best_metric"])
-        if better:
-            s["best_metric"], s["best_step"] = val_loss, step
+        if self._better(val_loss, s["best_eval_metric"]):
+            s["best_eval_metric"], s["best_eval_step"] = val_loss, step
+        self.run_dir.write_status(best_eval_step=s["best_eval_step"],
+                                  best_eval_metric=s["best_eval_metric"], durable=False)
         event = self.monitor.update(step, val_loss, window_train)
         if event is not None:
             if event["event"] == "overfitting":
-                event["best_checkpoint"] = self._best_checkpoint_name()
+                name, metric = self._overfit_checkpoint()
+                event["best_checkpoint"] = name
+                # Its own loss: it may not be the checkpoint of best_step.
+                event["best_checkpoint_metric"] = metric
             event.setdefault("epoch", round(epoch_f, 4))
             self.emit(event)
             self.run_dir.write_status(overfitting=event if event["event"] == "overfitting"
                                       else None)
         return self.stopper is not None and self.stopper.update(val_loss)
 
-    def _best_checkpoint_name(self) -> str | None:
-        """The checkpoint holding the best evaluation so far, if it was saved."""
-        best_step = self.state["best_step"]
+    def _better(self, metric: float, than: float | None) -> bool:
+        if than is None:
+            return True
+        return metric > than if self.config.greater_is_better else metric < than
+
+    def _best_fields(self) -> dict:
+        """The best checkpoint and the best evaluation, as status.json says them
+        (best_metric, Hugging Face's name, is the best checkpoint's own metric)."""
+        s = self.state
+        return {"best_checkpoint": s["best_checkpoint"],
+                "best_checkpoint_step": s["best_checkpoint_step"],
+                "best_checkpoint_metric": s["best_metric"], "best_metric": s["best_metric"],
+                "best_eval_step": s["best_eval_step"],
+                "best_eval_metric": s["best_eval_metric"]}
+
+    def _overfit_checkpoint(self) -> tuple[str | None, float | None]:
+        """The checkpoint to go back to when overfitting: the one saved at the alert's
+        best evaluation if there is one, else the best checkpoint; with its own loss."""
+        monitor = self.monitor
         for c in self.run_dir.checkpoints():
-            if c.step == best_step:
-                return c.name
-        return self.state["best_checkpoint"]
+            if c.step == monitor.best_step:
+                return c.name, monitor.best_val
+        return self.state["best_checkpoint"], self.state["best_metric"]
 
     def _save(self, step: int, epoch_f: float, *, evaluated: bool) -> None:
         c, s = self.config, self.state
-        if evaluated and s["best_step"] == step:
-            s["best_checkpoint"] = f"checkpoint-{step}"
+        evaluated = evaluated and s["last_eval_step"] == step  # no validation split: none
+        if evaluated and self._better(s["last_metric"], s["best_metric"]):
+            # An evaluation at this very step: the checkpoint holds the weights it judged.
+            s["best_checkpoint"], s["best_checkpoint_step"] = f"checkpoint-{step}", step
+            s["best_metric"] = s["last_metric"]
         s["last_save_step"] = step
         trainer_state = dict(s)
         trainer_state.update({"epoch": epoch_f, "total_steps": self.total_steps,
@@ -518,29 +575,63 @@ class Trainer:
         # The one just saved stays too (it is the newest, unless a resume from an
         # earlier checkpoint left later ones behind).
         keep = {info.name} | ({s["best_checkpoint"]} if s["best_checkpoint"] else set())
-        removed = ckpt.rotate(self.run_dir, c.save_total_limit, keep)
+        graded = self._graded_checkpoints() if c.save_total_limit else {}
+        rotation = ckpt.rotate(self.run_dir, c.save_total_limit, keep, pinned=set(graded))
         self.emit({"step": step, "epoch": round(epoch_f, 4), "event": "checkpoint",
                    "checkpoint": info.name, "best_checkpoint": s["best_checkpoint"],
-                   "removed": removed})
-        self.run_dir.write_status(step=step, best_checkpoint=s["best_checkpoint"],
-                                  best_metric=s["best_metric"], last_checkpoint=info.name)
+                   "removed": rotation.removed})
+        for name in rotation.spared:
+            if name not in self.announced_pins:
+                # Said once: the run keeps more than save_total_limit checkpoints.
+                self.announced_pins.add(name)
+                self.emit({"step": step, "epoch": round(epoch_f, 4),
+                           "event": "checkpoint_kept", "checkpoint": name,
+                           "reason": "graded", "graded": graded[name],
+                           "save_total_limit": c.save_total_limit})
+        self.run_dir.write_status(step=step, last_checkpoint=info.name, **self._best_fields())
+
+    def _graded_checkpoints(self) -> dict[str, int]:
+        """Checkpoints whose responses hold grades or notes: rotation keeps them."""
+        try:
+            return GradeStore(self.run_dir).graded_checkpoints()
+        except OSError:
+            # The journal cannot be read: every checkpoint might be graded.
+            return {cp.name: 0 for cp in self.run_dir.checkpoints()}
 
     def _finish(self, final: str) -> None:
         c, s = self.config, self.state
         # Every metrics line has step and epoch, the closing ones too.
         epoch = round(s["epoch_index"] + s["micro_in_epoch"] / max(1, self.micro_per_epoch), 4)
         status = {"state": final, "step": s["global_step"], "finished_at": now_iso(),
-                  "best_checkpoint": s["best_checkpoint"], "best_metric": s["best_metric"]}
+                  "stopped_by": self.stopped_by if final == "stopped" else None,
+                  **self._best_fields()}
         if c.load_best_model_at_end and s["best_checkpoint"] and final == "finished":
             # Every later use of the run (responses, export) takes this checkpoint.
             status["final_checkpoint"] = s["best_checkpoint"]
             self.emit({"step": s["global_step"], "epoch": epoch, "event": "best_model_loaded",
-                       "checkpoint": s["best_checkpoint"], "metric": s["best_metric"]})
+                       "checkpoint": s["best_checkpoint"],
+                       "checkpoint_step": s["best_checkpoint_step"],
+                       "metric": s["best_metric"]})
         else:
             last = self.run_dir.checkpoints()
             status["final_checkpoint"] = last[-1].name if last else None
         self.emit({"step": s["global_step"], "epoch": epoch, "event": "end", "state": final})
         self.run_dir.write_status(**status)
+
+
+def _upgrade_best(state: dict, saved: dict) -> None:
+    """A checkpoint written before best_eval_*: its best_metric and best_step were the
+    best evaluation overall, not its best_checkpoint's; that one's own loss is in the
+    overfitting monitor's history of evaluations."""
+    state["best_eval_metric"] = saved.get("best_metric")
+    state["best_eval_step"] = saved.get("best_step")
+    name = state.get("best_checkpoint")
+    step = int(name.rsplit("-", 1)[1]) if isinstance(name, str) and name[-1:].isdigit() else None
+    history = {h[0]: h[1] for h in (saved.get("monitor") or {}).get("history", [])}
+    state["best_checkpoint_step"] = step
+    state["best_metric"] = history.get(step)
+    if state["best_metric"] is None:
+        state["best_checkpoint"] = state["best_checkpoint_step"] = None
 
 
 def _adamw(groups: list[dict], c: TrainConfig) -> torch.optim.AdamW:

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import TuiFtError
+from ..paths import run_registry, runs_dir
 from ..settings import write_atomic
 
 CONFIG_FILE = "config.yaml"
@@ -59,6 +60,34 @@ class CheckpointInfo:
     name: str
     step: int
     path: Path
+
+
+@dataclass(frozen=True)
+class BestCheckpoint:
+    """The checkpoint a run calls best, with its own validation loss.
+
+    The best checkpoint is the best among the evaluations that have a checkpoint (an
+    evaluation at a step where one was saved): its metric is that evaluation's, never
+    a later or earlier step's. The best evaluation overall may have no checkpoint
+    (save_steps not a multiple of eval_steps); status.json reports it on its own as
+    best_eval_step and best_eval_metric. When no checkpoint has an evaluation (no
+    evaluation at all, or it was deleted by hand), the last checkpoint stands in,
+    with `evaluated` False and no metric."""
+
+    checkpoint: CheckpointInfo
+    metric: float | None
+    evaluated: bool
+
+
+def checkpoint_name(value) -> str | None:
+    """A checkpoint named in status.json or by a user: a step number, a name, or a
+    path relative to the run or absolute (they all end in the name)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"checkpoint-{value}"
+    if isinstance(value, str) and value.strip():
+        name = Path(value.strip()).name
+        return name if name.startswith("checkpoint-") else f"checkpoint-{name}"
+    return None
 
 
 class MetricsTail:
@@ -250,35 +279,166 @@ class Run:
 
     def checkpoint(self, which: str = "best") -> CheckpointInfo:
         """`best`, `last`, a step number or a checkpoint name."""
-        available = self.checkpoints()
-        if not available:
-            raise RunError(f"{self.path}: has no checkpoint yet")
-        if which == "last":
-            # The one written last: after a resume from an earlier checkpoint, higher
-            # steps left from before it are not the latest.
-            latest = self.read_status().get("last_checkpoint")
-            for c in available:
-                if c.name == latest:
-                    return c
-            return available[-1]
-        if which == "best":
-            best = self.read_status().get("best_checkpoint")
-            for c in available:
-                if c.name == best:
-                    return c
-            return available[-1]
-        name = which if which.startswith("checkpoint-") else f"checkpoint-{which}"
+        available = self._available_checkpoints()
+        if which in ("best", "last"):
+            status = self.read_status()
+            best = self._named_best(available, status) if which == "best" else None
+            return best or self._last_checkpoint(available, status)
+        name = checkpoint_name(which) or str(which)
         for c in available:
             if c.name == name:
                 return c
         names = ", ".join(c.name for c in available)
         raise RunError(f"{self.path}: no {name} (available: {names}, best, last)")
 
+    def best_checkpoint(self) -> BestCheckpoint:
+        """The run's best checkpoint and its own validation loss (see BestCheckpoint):
+        the one rule every reader uses (responses, export, load_model on a run, the
+        screens)."""
+        available = self._available_checkpoints()
+        status = self.read_status()
+        best = self._named_best(available, status)
+        if best is None:
+            return BestCheckpoint(self._last_checkpoint(available, status), None, False)
+        metric = status.get("best_checkpoint_metric")
+        if not _is_number(metric):
+            # A run from before best_checkpoint_metric: its best_metric may be a later
+            # evaluation's, so the loss is read at the checkpoint's own step.
+            metric = self.eval_metric_at(best.step)
+        return BestCheckpoint(best, metric, True)
 
-def list_runs(parent: Path) -> list[Run]:
-    """Run folders under `parent`, newest first."""
-    if not parent.is_dir():
+    def eval_metric_at(self, step: int) -> float | None:
+        """The validation loss of the evaluation at `step`, if there was one."""
+        found = None
+        for m in self.read_metrics():
+            if m.get("step") == step and _is_number(m.get("val_loss")) and "event" not in m:
+                found = m["val_loss"]  # the last one: a resumed run evaluates again
+        return found
+
+    def _available_checkpoints(self) -> list[CheckpointInfo]:
+        available = self.checkpoints()
+        if not available:
+            raise RunError(f"{self.path}: has no checkpoint yet")
+        return available
+
+    @staticmethod
+    def _named_best(available: list[CheckpointInfo], status: dict) -> CheckpointInfo | None:
+        best = checkpoint_name(status.get("best_checkpoint"))
+        return next((c for c in available if c.name == best), None)
+
+    @staticmethod
+    def _last_checkpoint(available: list[CheckpointInfo], status: dict) -> CheckpointInfo:
+        # The one written last: after a resume from an earlier checkpoint, higher
+        # steps left from before it are not the latest.
+        latest = checkpoint_name(status.get("last_checkpoint"))
+        for c in available:
+            if c.name == latest:
+                return c
+        return available[-1]
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_run_folder(path: Path) -> bool:
+    try:
+        return path.is_dir() and ((path / CONFIG_FILE).is_file()
+                                  or (path / STATUS_FILE).is_file())
+    except OSError:
+        return False
+
+
+# -- the registry of run folders made elsewhere -------------------------------------------
+#
+# A config's output_dir puts a run anywhere; the runs directory keeps a note of it
+# (one JSON line per run, appended when the run is created) so that `tui-ft runs`,
+# the run pickers and run names still find it. A folder deleted or moved since is
+# skipped, never an error.
+
+
+def register_run(path: Path) -> None:
+    """Note a run folder made outside the runs directory. Best effort: a registry that
+    cannot be written costs the listing, never the run."""
+    path = Path(path).resolve()
+    registry = run_registry()
+    try:
+        if path.parent == registry.parent.resolve():
+            return  # found by listing the folder anyway
+        registry.parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps({"path": str(path), "created_at": now_iso()}) + "\n"
+        # One write on an O_APPEND file: two runs created at once never mix lines.
+        fd = os.open(registry, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode("utf-8"))
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+def registered_runs(parent: Path | None = None) -> list[Path]:
+    """Run folders registered in `parent`'s registry (default: the runs directory)
+    that still exist and still hold a run."""
+    registry = run_registry() if parent is None else Path(parent) / run_registry().name
+    try:
+        lines = registry.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
         return []
-    runs = [Run(p) for p in parent.iterdir()
-            if p.is_dir() and ((p / CONFIG_FILE).is_file() or (p / STATUS_FILE).is_file())]
-    return sorted(runs, key=lambda r: r.path.stat().st_mtime, reverse=True)
+    out, seen = [], set()
+    for line in lines:
+        try:
+            value = json.loads(line)
+            path = Path(value["path"])
+        except (ValueError, KeyError, TypeError):
+            continue  # a torn or foreign line
+        if str(path) not in seen and _is_run_folder(path):
+            seen.add(str(path))
+            out.append(path)
+    return out
+
+
+def list_runs(parent: Path | None = None) -> list[Run]:
+    """Run folders under `parent` (default: the runs directory) and those registered
+    in it (made with their own output_dir), newest first."""
+    parent = runs_dir() if parent is None else Path(parent)
+    paths = {}
+    if parent.is_dir():
+        for p in parent.iterdir():
+            if _is_run_folder(p):
+                paths[str(p.resolve())] = p
+    for p in registered_runs(parent):
+        paths.setdefault(str(p.resolve()), p)
+
+    def mtime(run: Run) -> float:
+        try:
+            return run.path.stat().st_mtime
+        except OSError:
+            return 0.0
+
+    return sorted((Run(p) for p in paths.values()), key=mtime, reverse=True)
+
+
+def runs_named(name: str) -> list[Path]:
+    """Run folders with this folder name: the one under the runs directory, else the
+    registered ones made elsewhere (more than one is ambiguous)."""
+    if not name or "/" in name or name in (".", ".."):
+        return []
+    if (runs_dir() / name).is_dir():
+        return [runs_dir() / name]
+    return [p for p in registered_runs() if p.name == name]
+
+
+def find_run(name: str) -> Run:
+    """A run by path, or by folder name (runs_named)."""
+    path = Path(name).expanduser()
+    if not path.exists() and name and "/" not in name:
+        matches = runs_named(name)
+        if len(matches) > 1:
+            raise RunError(f"{name}: {len(matches)} runs have this name ("
+                           + ", ".join(map(str, matches)) + "); give the path")
+        if not matches:
+            raise RunError(f"{name}: no such run folder, nor a run of that name in "
+                           f"{runs_dir()} ('tui-ft runs' lists them)")
+        path = matches[0]
+    return Run.open(path)

@@ -17,7 +17,7 @@ from typing import Callable
 from ..config import TrainConfig
 from ..errors import TuiFtError
 from ..paths import runs_dir
-from .run import Run, RunError, now_iso, pid_alive
+from .run import Run, RunError, now_iso, pid_alive, register_run
 
 
 def prepare_run(config: TrainConfig) -> tuple[Run, TrainConfig]:
@@ -30,6 +30,7 @@ def prepare_run(config: TrainConfig) -> tuple[Run, TrainConfig]:
                            f"'tui-ft train --resume {path}' or choose another output_dir")
         path.mkdir(parents=True, exist_ok=True)
         run = Run(path)
+        register_run(run.path)  # so that 'tui-ft runs' and its name find it
     else:
         run = Run.create(runs_dir(), label=f"{Path(config.model).name}-{config.prompt_style}")
     config = TrainConfig.from_dict({**config.to_dict(), "output_dir": str(run.path.resolve())})
@@ -48,14 +49,26 @@ def run_in_process(run: Run, *, resume: Path | None = None,
                    stop_at_step: int | None = None) -> str:
     """Train `run` in this process. Every failure ends in status.json (state failed,
     with the reason) as well as in the raised error."""
-    from .loop import Trainer  # torch is imported here, not before
-
     config = TrainConfig.load(run.config_path)
     run.stop_path.unlink(missing_ok=True)
     run.write_status(state="running", pid=os.getpid(), error=None)
     try:
+        from .loop import Trainer  # torch is imported here, not before
+
         return Trainer(config, run, resume_from=resume, on_event=on_event,
                        stop_at_step=stop_at_step).train()
+    except KeyboardInterrupt:
+        # Ctrl-C twice (the first asks for a stop after a checkpoint), or once before
+        # training began: no traceback, no "failed"; the last checkpoint is the
+        # resume point.
+        last = run.checkpoints()
+        status = run.write_status(state="stopped", stopped_by="SIGINT", error=None,
+                                  finished_at=now_iso())
+        run.append_metrics({"step": status.get("step", 0), "epoch": status.get("epoch", 0.0),
+                            "event": "stopped", "by": "SIGINT", "interrupted": True,
+                            "last_checkpoint": status.get("last_checkpoint")
+                            or (last[-1].name if last else None)})
+        raise
     except TuiFtError as exc:
         status = run.write_status(state="failed", error=str(exc), finished_at=now_iso())
         run.append_metrics({"step": status.get("step", 0), "epoch": status.get("epoch", 0.0),
