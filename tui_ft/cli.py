@@ -5,6 +5,7 @@ command imports what it needs when it runs."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from . import __version__
@@ -263,7 +264,7 @@ def _split_run_argument(parser: argparse.ArgumentParser, argv: list[str]):
     return argv, None
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     argv, run_name = _split_run_argument(parser, argv)
@@ -317,6 +318,19 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # 'tui-ft runs | head': the reader has what it wanted. Quiet, as a command
+        # killed by SIGPIPE; stdout goes to devnull so the exit flush says nothing.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":
