@@ -58,7 +58,7 @@ async def test_reattach_shows_whole_history(trained_run):
         best = trained_run.read_status()["best_checkpoint"]
         assert chart.best_step == int(best.split("-")[1])
         listing = str(screen.query_one("#checkpoint-list").content)
-        assert f"{best} \u2605 best" in listing
+        assert f"{best} \u2605" in listing.splitlines()
         progress = str(screen.query_one("#run-progress-text").content)
         assert "step 6/6" in progress and "val " in progress
         assert "finished" in str(screen.query_one("#run-header").content)
@@ -110,9 +110,12 @@ async def test_overfitting_banner_names_step_and_best_checkpoint(tmp_path):
         banner = screen.query_one("#overfit-banner")
         await wait_for(pilot, lambda: banner.has_class("shown"))
         text = str(banner.content)
-        assert "began at step 30" in text and "since step 20" in text
-        assert "checkpoint-20" in text
-        assert "Press x" not in text  # the run is over: nothing to stop
+        assert "Overfitting since step 30" in text and "best val 2.6000 at checkpoint-20" \
+            in text
+        assert "x stops" not in text  # the run is over: nothing to stop
+        # The whole story on hover.
+        assert "not improved since step 20" in str(banner.tooltip)
+        assert "Press x" not in str(banner.tooltip)
 
 
 async def test_failed_worker_and_hostile_log_are_shown_literally(tmp_path):
@@ -123,8 +126,9 @@ async def test_failed_worker_and_hostile_log_are_shown_literally(tmp_path):
     async with app.run_test(size=(100, 30)) as pilot:
         screen = app.screen
         await wait_for(pilot, lambda: "failed" in str(screen.query_one("#run-header").content))
-        header = str(screen.query_one("#run-header").content)
-        assert "NaN [bold]x[/bold]" in header
+        # The error on a line of its own, below the header, with the way on.
+        problem = str(screen.query_one("#run-problem").content)
+        assert "NaN [bold]x[/bold]" in problem and "s starts a new run" in problem
         log = screen.query_one("#run-log")
         lines = "\n".join(strip.text for strip in log.lines)
         assert "\u241b]0;PWNED\u2407 [red]boom[/red]" in lines

@@ -3,12 +3,14 @@ ui/screens, one module each; everything they show comes from the engine."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+from textual import events
 from textual.app import App
 from textual.binding import Binding
 
-from ..config import TrainConfig
+from ..config import ConfigError, TrainConfig, check, read_yaml
 from ..settings import load_settings, save_setting
 from ..train.run import Run
 from .screens.datasets import DatasetsScreen
@@ -34,8 +36,35 @@ def _grading_screen():
     return GradingScreen()
 
 
+def _config_of_run(run: Run) -> tuple[TrainConfig, str | None]:
+    """The parameters a run was made with, as the starting point of the next one. A run
+    from an older tui-ft may hold a value that is refused now: the app still opens on
+    it, with the fields named in the problems at their defaults, and says so."""
+    try:
+        return TrainConfig.load(run.config_path), None
+    except ConfigError as exc:
+        data = read_yaml(run.config_path)
+        reset: list[str] = []
+        # A field at its default can make another one's cross-check fail in turn:
+        # a few rounds settle it, else all the defaults.
+        for _ in range(3):
+            _, problems = check(data)
+            if not problems:
+                break
+            reset += [p.key for p in problems]
+            data = {k: v for k, v in data.items() if k not in reset}
+        config = TrainConfig.from_dict(data) if not check(data)[1] else TrainConfig()
+        return config, (f"{exc}\nfor the next run, {', '.join(dict.fromkeys(reset))} "
+                        "set to the default")
+
+
 class TuiFtApp(App):
     TITLE = "tui-ft"
+    # The smallest terminal every screen is drawn in without collapsed widgets, tried
+    # in tmux: at 60x20 the loss chart keeps two labelled ticks and the grading panes
+    # three lines each; below 20 rows the chart is down to one tick, below 60 columns
+    # the record list to its ids. Below it the app shows one notice instead.
+    MIN_SIZE = (60, 20)
     BINDINGS = [
         Binding("1", "switch_mode('datasets')", "Data", tooltip="Datasets screen"),
         Binding("2", "switch_mode('params')", "Params", tooltip="Parameters screen"),
@@ -51,13 +80,19 @@ class TuiFtApp(App):
         super().__init__(**kwargs)
         # Over a slow link: charts redraw every 5 s instead of every second.
         self.low_bandwidth = low_bandwidth
+        self.startup_warnings: list[str] = []
         if config is None:
-            config = TrainConfig.load(run.config_path) if run is not None else TrainConfig()
+            config = TrainConfig()
+            if run is not None:
+                config, warning = _config_of_run(run)
+                if warning:
+                    self.startup_warnings.append(warning)
         if dataset_path is not None:
             config = TrainConfig.from_dict({**config.to_dict(), "dataset": str(dataset_path)})
         self.state = AppState(config=config, config_path=config_path, run=run)
         self.start_mode = start_mode or ("training" if run is not None else "datasets")
-        self.startup_warnings: list[str] = []
+        # What quitting left training, for the lines printed once the app has closed.
+        self.left_running: list[Run] = []
         themes, errors = load_themes()
         self.startup_warnings.extend(errors)
         for theme in themes:
@@ -72,6 +107,8 @@ class TuiFtApp(App):
                                              f"{DEFAULT_THEME}")
             wanted = DEFAULT_THEME if DEFAULT_THEME in self.available_themes else "textual-dark"
         self.theme = wanted
+        scale = settings.get("loss_scale")
+        self._loss_scale = scale if scale in ("linear", "log", "zoom") else "linear"
         self.add_mode("datasets", lambda: DatasetsScreen(self.state.config.dataset_path()))
         self.add_mode("params", _params_screen)
         self.add_mode("training", _training_screen)
@@ -117,6 +154,73 @@ class TuiFtApp(App):
         self.switch_mode(self.start_mode)
         for warning in self.startup_warnings:
             self.notify(warning, severity="warning", markup=False)
+        self.call_after_refresh(self._check_size)
+
+    # -- too small a terminal ----------------------------------------------------------
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.call_after_refresh(self._check_size)
+
+    def too_small(self) -> bool:
+        (min_w, min_h), size = self.MIN_SIZE, self.size
+        return size.width < min_w or size.height < min_h
+
+    def _check_size(self) -> None:
+        from .screens.too_small import TooSmall
+
+        notice = next((s for s in self.screen_stack if isinstance(s, TooSmall)), None)
+        size = (self.size.width, self.size.height)
+        if self.too_small():
+            if notice is None:
+                self.push_screen(TooSmall(self.MIN_SIZE, size))
+            else:
+                notice.show_size(size)
+        elif notice is not None:
+            if self.screen is notice:
+                self.pop_screen()
+            else:
+                notice.remove()  # something was pushed over it meanwhile
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        # Another screen would be drawn collapsed under the notice: stay.
+        if action == "switch_mode" and self.too_small():
+            return False
+        return super().check_action(action, parameters)
+
+    # -- quitting --------------------------------------------------------------------
+
+    async def action_quit(self) -> None:
+        """Quit; while a run this app knows of trains, first say that it goes on and
+        how to reopen it (q or Enter again quits, Escape stays)."""
+        from .screens.quit_confirm import QuitConfirm, reopen_lines
+
+        running = self.state.running_runs()
+        if not running or isinstance(self.screen, QuitConfirm):
+            self.left_running = running
+            self.exit()
+            return
+
+        def answered(leave: bool | None) -> None:
+            if leave:
+                self.left_running = self.state.running_runs()
+                self.exit()
+
+        self.push_screen(QuitConfirm(reopen_lines(running)), answered)
+
+    # -- loss chart scale, remembered -------------------------------------------------
+
+    @property
+    def loss_scale(self) -> str:
+        return self._loss_scale
+
+    @loss_scale.setter
+    def loss_scale(self, scale: str) -> None:
+        self._loss_scale = scale
+        try:
+            save_setting("loss_scale", scale)
+        except OSError as exc:
+            self.notify(f"could not remember the chart scale: {exc}", severity="warning",
+                        markup=False)
 
     def _remember_theme(self, theme) -> None:
         try:
@@ -144,6 +248,12 @@ def run_app(*, mouse: bool = True, dataset_path: Path | None = None,
         import os
 
         os.environ.setdefault("TEXTUAL_ANIMATIONS", "none")
-    create_app(dataset_path, config_path=config_path, run=run, start_mode=start_mode,
-               low_bandwidth=low_bandwidth).run(mouse=mouse)
+    app = create_app(dataset_path, config_path=config_path, run=run, start_mode=start_mode,
+                     low_bandwidth=low_bandwidth)
+    app.run(mouse=mouse)
+    if app.left_running:
+        from .screens.quit_confirm import reopen_lines
+
+        # After the app has given the terminal back, so that it stays on screen.
+        print("\n".join(reopen_lines(app.left_running)), file=sys.stdout, flush=True)
     return 0

@@ -17,3 +17,15 @@ class AppState:
     config_path: Path | None = None
     # The run the Training and Grading screens show.
     run: Run | None = None
+    # Runs started or resumed from this app: on quitting, those still training are
+    # named, with how to reopen them.
+    started: list[Run] = field(default_factory=list)
+
+    def running_runs(self) -> list[Run]:
+        """The runs this app knows of (started here, or in front) that still train."""
+        out: list[Run] = []
+        for run in [*self.started, *([self.run] if self.run is not None else [])]:
+            if all(r.path != run.path for r in out) and run.state() in ("running",
+                                                                        "starting"):
+                out.append(run)
+        return out

@@ -6,7 +6,9 @@ the app or losing the SSH link leaves the run going."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -17,22 +19,74 @@ from textual.widgets import OptionList, ProgressBar, RichLog, Static
 from textual.widgets.option_list import Option
 
 from ...commands.progress import describe_event, progress_parts
+from ...config import TrainConfig, read_yaml
 from ...errors import TuiFtError
 from ...paths import runs_dir
 from ...text import visible
-from ...train.run import MetricsTail, Run, list_runs
+from ...train.run import MetricsTail, Run, RunError, list_runs
 from ..widgets.key_legend import KeyLegend
 from ..widgets.loss_chart import LossChart
 
 LOG_LINES = 400
+SEPARATOR = " \u00b7 "
+# The progress bar's width (bar and percentage) where there is room for it.
+BAR_WIDTH = 20
+
+# What goes first when the progress line does not fit: the epoch (the step says as
+# much), then the bar (it repeats the step as a percentage), then the losses (the
+# chart shows them). The step, the speed and the ETA stay. Pieces are known by how
+# progress_parts begins them.
+_DROP_ORDER = ("epoch ", "bar", "val ", "loss ")
+
+
+def fit_progress(parts: list[str], width: int, bar_width: int | None = None
+                 ) -> tuple[list[str], bool]:
+    """(the parts that fit in `width` cells, whether the bar of `bar_width` is shown
+    beside them), dropping the least useful first. What is left when nothing more can
+    go (step, speed, ETA) is kept whole, to be wrapped rather than cut."""
+    kept, bar = list(parts), bar_width is not None
+    for drop in (None, *_DROP_ORDER):
+        if drop == "bar":
+            bar = False
+        elif drop is not None:
+            kept = [p for p in kept if not p.startswith(drop)]
+        if cell_len(SEPARATOR.join(kept)) <= width - (bar_width if bar else 0):
+            break
+    return kept, bar
+
+
+def config_for_new_run(config: TrainConfig) -> tuple[TrainConfig, Path | None]:
+    """The configuration a new run starts with, and the folder it replaced: a new run
+    always gets a folder of its own. An output_dir that already holds a run (the app
+    opened on a run takes over that run's parameters, output_dir included) gives way
+    to a new folder: in the runs directory for one of its runs, else beside it.
+    Continuing that run is `u` (resume), never `s`."""
+    if not config.output_dir:
+        return config, None
+    taken = Path(config.output_dir).expanduser()
+    try:
+        Run.open(taken)
+    except RunError:
+        return config, None  # no run there yet: the folder the user asked for
+    if taken.resolve().parent == runs_dir().resolve():
+        new_dir = None  # prepare_run names a new one there
+    else:
+        new_dir = str(Run.create(taken.parent, label=taken.name).path)
+    return TrainConfig.from_dict({**config.to_dict(), "output_dir": new_dir}), taken
 
 
 class TrainingScreen(Screen):
+    # Nothing focused at first: keys go to the screen's bindings (the run picker,
+    # hidden, would otherwise take the focus and with it Enter and the arrows).
+    AUTO_FOCUS = ""
     BINDINGS = [
-        Binding("s", "start_run", "Start"),
-        Binding("x", "stop_run", "Stop"),
-        Binding("u", "resume_run", "Resume"),
-        Binding("r", "pick_run", "Runs"),
+        Binding("s", "start_run", "Start", tooltip="Start a new run (in a new folder) with "
+                "the current parameters"),
+        Binding("x", "stop_run", "Stop", tooltip="Stop the run: a checkpoint, then it ends"),
+        Binding("u", "resume_run", "Resume", tooltip="Resume this run from its last checkpoint"),
+        Binding("r", "pick_run", "Runs", tooltip="Show another run"),
+        Binding("l", "cycle_scale", "Scale", tooltip="Loss chart: linear, log y, or zoomed "
+                "past the first steps"),
         Binding("escape", "close_picker", "Close", show=False),
     ]
     DEFAULT_CSS = """
@@ -40,29 +94,48 @@ class TrainingScreen(Screen):
         height: 1;
         padding: 0 1;
         background: $panel;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
+    }
+    TrainingScreen #run-problem {
+        display: none;
+        height: auto;
+        max-height: 3;
+        padding: 0 1;
+        color: $error;
+        text-style: bold;
+    }
+    TrainingScreen #run-problem.shown {
+        display: block;
     }
     TrainingScreen #run-progress {
-        height: 1;
+        height: auto;
         padding: 0 1;
     }
     TrainingScreen #run-progress ProgressBar {
-        width: 30;
+        width: 20;
         display: none;
     }
     TrainingScreen #run-progress ProgressBar.known {
         display: block;
     }
+    TrainingScreen #run-progress ProgressBar Bar {
+        width: 1fr;
+    }
     TrainingScreen #run-progress-text {
         width: 1fr;
+        height: auto;
         padding: 0 1;
     }
     TrainingScreen #overfit-banner {
         display: none;
-        height: auto;
+        height: 1;
         padding: 0 1;
         background: $warning 30%;
         color: $text;
         text-style: bold;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
     }
     TrainingScreen #overfit-banner.shown {
         display: block;
@@ -82,7 +155,7 @@ class TrainingScreen(Screen):
         padding: 0 1;
     }
     TrainingScreen #run-log {
-        height: 7;
+        height: 6;
         border: round $panel-lighten-2;
     }
     TrainingScreen #run-picker {
@@ -110,9 +183,16 @@ class TrainingScreen(Screen):
         self.overfitting: dict | None = None
         self.first_time: tuple[float, int] | None = None
         self.last_time: tuple[float, int] | None = None
+        # What the header says runs: the model named in the run's parameters, the
+        # checkpoint a resume continued from, the device of the last start.
+        self.model_name: str | None = None
+        self.resumed_from: str | None = None
+        self.device: str | None = None
+        self._banner_key: tuple | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(id="run-header", markup=False)
+        yield Static(id="run-problem", markup=False)
         with Horizontal(id="run-progress"):
             yield ProgressBar(total=None, show_eta=False, show_percentage=True, id="progress-bar")
             yield Static(id="run-progress-text", markup=False)
@@ -127,10 +207,15 @@ class TrainingScreen(Screen):
 
     def on_mount(self) -> None:
         self.query_one("#loss-chart").border_title = "loss"
-        self.query_one("#checkpoint-list").border_title = "checkpoints"
+        checkpoints = self.query_one("#checkpoint-list")
+        checkpoints.border_title = "checkpoints"
+        # The mark's meaning below the list: a name and its mark fit in 22 columns.
+        checkpoints.border_subtitle = "\u2605 best"
         self.query_one("#run-log").border_title = "log"
+        chart = self.query_one(LossChart)
         if getattr(self.app, "low_bandwidth", False):
-            self.query_one(LossChart).min_interval = 5.0
+            chart.min_interval = 5.0
+        chart.scale = getattr(self.app, "loss_scale", chart.scale)
         self.set_interval(1.0, self.poll)
         self.on_screen_resume()
 
@@ -143,6 +228,10 @@ class TrainingScreen(Screen):
                               "or r to pick an earlier run"))
         self.poll()
 
+    def on_resize(self) -> None:
+        # The progress line is fitted to the width: fit it again.
+        self._refresh_texts()
+
     # -- attaching -----------------------------------------------------------------------
 
     def attach(self, run: Run) -> None:
@@ -154,6 +243,12 @@ class TrainingScreen(Screen):
         self.speed = self.train_loss = self.val_loss = None
         self.overfitting = None
         self.first_time = self.last_time = None
+        self.resumed_from = self.device = None
+        try:
+            model = read_yaml(run.config_path).get("model")
+        except (TuiFtError, OSError):
+            model = None
+        self.model_name = str(model) if model else None
         chart = self.query_one(LossChart)
         chart.clear()
         self.query_one("#run-log", RichLog).clear()
@@ -176,11 +271,15 @@ class TrainingScreen(Screen):
         self.status = self.run.read_status()
         chart = self.query_one(LossChart)
         best = self.status.get("best_checkpoint")
-        if best and best.startswith("checkpoint-"):
+        step = None
+        if isinstance(best, str) and best.startswith("checkpoint-"):
             try:
-                chart.set_best(int(best.split("-", 1)[1]))
+                step = int(best.split("-", 1)[1])
             except ValueError:
                 pass
+        metric = self.status.get("best_checkpoint_metric")
+        chart.set_best(step, metric if isinstance(metric, (int, float))
+                       and not isinstance(metric, bool) else None)
         chart.maybe_redraw(force=force_chart)
         self._read_log()
         self._refresh_texts()
@@ -193,6 +292,10 @@ class TrainingScreen(Screen):
         event = m.get("event")
         if event in ("start", "resumed"):
             self.total_steps = m.get("total_steps", self.total_steps)
+        if event == "resumed":
+            self.resumed_from = m.get("checkpoint")
+        if event == "start" and m.get("device"):
+            self.device = f"{m['device']} {m.get('precision') or ''}".strip()
         if "time" in m:
             if self.first_time is None or event in ("start", "resumed"):
                 self.first_time = (float(m["time"]), step)
@@ -210,10 +313,8 @@ class TrainingScreen(Screen):
             self.speed = m["tokens_per_s"]
         if event == "overfitting":
             self.overfitting = m
-            self._show_banner()
         elif event == "overfitting_cleared":
             self.overfitting = None
-            self._show_banner()
         if event:
             self._log_line(f"step {step}: {describe_event(m)}")
 
@@ -252,6 +353,13 @@ class TrainingScreen(Screen):
             return None
         return (t1 - t0) / (s1 - s0) * (self.total_steps - s1) - (time.time() - t1)
 
+    def what_runs(self) -> str:
+        """The model, where it continued from, and the device, in a few words."""
+        model = self.model_name or "model ?"
+        if self.resumed_from:
+            model += f", resumed from {self.resumed_from}"
+        return model + (f" on {self.device}" if self.device else "")
+
     def _refresh_texts(self) -> None:
         if self.run is None:
             return
@@ -259,40 +367,77 @@ class TrainingScreen(Screen):
         header = Text()
         header.append(visible(self.run.name, keep_newlines=False), style="bold")
         header.append(f"  {state}")
-        if self.status.get("model"):
-            header.append(f"  \u00b7 {visible(str(self.status['model']), keep_newlines=False)}")
-        if state == "died":
-            header.append("  \u00b7 the worker ended without a word (killed, or the machine "
-                          "restarted); u resumes from the last checkpoint", style="bold red")
-        if state == "failed" and self.status.get("error"):
-            header.append(f"  \u00b7 {visible(str(self.status['error']), keep_newlines=False)}",
-                          style="bold red")
+        header.append(SEPARATOR + visible(self.what_runs(), keep_newlines=False))
         self._header(header)
+        # The whole description of the model where there is room for it: on hover.
+        described = self.status.get("model")
+        self.query_one("#run-header").tooltip = (visible(str(described)) if described
+                                                 else None)
+        problem = ""
+        if state == "died":
+            problem = ("the worker ended without a word (killed, or the machine restarted); "
+                       "u resumes from the last checkpoint, s starts a new run")
+        elif state == "failed":
+            problem = (str(self.status.get("error") or "the run failed (see the log)")
+                       + SEPARATOR + "s starts a new run in a new folder")
+        widget = self.query_one("#run-problem", Static)
+        widget.set_class(bool(problem), "shown")
+        widget.update(Text(visible(problem, keep_newlines=False)))
+        self._refresh_progress(state)
+        self._show_banner()
+
+    def _refresh_progress(self, state: str) -> None:
         bar = self.query_one("#progress-bar", ProgressBar)
-        # An indeterminate bar animates forever: show one only with a known total.
-        bar.set_class(bool(self.total_steps), "known")
-        if self.total_steps:
-            bar.update(total=self.total_steps, progress=self.step)
         parts = progress_parts(self.step, self.total_steps, self.epoch, self.train_loss,
                                self.val_loss, self.speed, self.eta(),
                                show_eta=state in ("running", "starting"))
-        self.query_one("#run-progress-text", Static).update(Text(" \u00b7 ".join(parts)))
+        row = self.query_one("#run-progress")
+        width = (row.content_region.width or self.app.size.width - 2) - 2
+        kept, show_bar = fit_progress(parts, width, BAR_WIDTH if self.total_steps else None)
+        # An indeterminate bar animates forever: show one only with a known total.
+        bar.set_class(show_bar, "known")
+        if self.total_steps:
+            bar.update(total=self.total_steps, progress=self.step)
+        self.query_one("#run-progress-text", Static).update(Text(SEPARATOR.join(kept)))
 
     def _show_banner(self) -> None:
         banner = self.query_one("#overfit-banner", Static)
         m = self.overfitting
         running = self.run is not None and self.state() in ("running", "starting")
+        width = (banner.content_region.width or self.app.size.width - 2)
+        key = (repr(sorted(m.items())) if m is not None else None, running, width)
+        if key == self._banner_key:
+            return
+        self._banner_key = key
         banner.set_class(m is not None, "shown")
         if m is None:
             return
-        best = m.get("best_checkpoint") or f"step {m.get('best_step')} (not saved)"
-        text = (f"\u26a0 Overfitting: validation loss has not improved since step "
-                f"{m.get('best_step')} (best {float(m.get('best_val_loss', 0)):.4f}) while "
-                f"training loss kept falling; it began at step {m.get('began_at_step')}. "
-                f"Best checkpoint: {best}.")
-        if running:
-            text += " Press x to stop."
+        best_step = m.get("best_step")
+        best_val = m.get("best_val_loss")
+        best = m.get("best_checkpoint")
+        metric = m.get("best_checkpoint_metric")
+        val = f" {float(best_val):.4f}" if isinstance(best_val, (int, float)) else ""
+        # One line: the step it began at, the best evaluation, the best checkpoint with
+        # its own loss when it is another step's; the longest that fits the width.
+        # The whole story is in the tooltip and the log.
+        if best and best == f"checkpoint-{best_step}":
+            bests = [f"best val{val} at {best}", f"best {best}"]
+        elif best:
+            own = f" ({float(metric):.4f})" if isinstance(metric, (int, float)) else ""
+            bests = [f"best val{val} at step {best_step}; best {best}{own}", f"best {best}"]
+        else:
+            bests = [f"best val{val} at step {best_step} (not saved)",
+                     f"best step {best_step} (not saved)"]
+        head = f"\u26a0 Overfitting since step {m.get('began_at_step')}"
+        tail = f"{SEPARATOR}x stops" if running else ""
+        choices = [head + SEPARATOR + b + tail for b in bests] + [
+            "\u26a0 Overfitting" + SEPARATOR + bests[-1] + tail, head + tail]
+        text = next((c for c in choices if cell_len(c) <= width), choices[-1])
         banner.update(Text(visible(text, keep_newlines=False)))
+        long = (f"Validation loss has not improved since step {best_step} (best{val}) while "
+                f"training loss kept falling; it began at step {m.get('began_at_step')}. "
+                f"Best checkpoint: {best or 'not saved yet'}.")
+        banner.tooltip = visible(long) + (" Press x to stop." if running else "")
 
     def _refresh_checkpoints(self) -> None:
         widget = self.query_one("#checkpoint-list", Static)
@@ -302,7 +447,7 @@ class TrainingScreen(Screen):
         best = self.run.read_status().get("best_checkpoint")
         lines = []
         for c in reversed(self.run.checkpoints()):
-            mark = " \u2605 best" if c.name == best else ""
+            mark = " \u2605" if c.name == best else ""
             lines.append(f"{c.name}{mark}")
         widget.update(Text("\n".join(lines) if lines else "none yet"))
 
@@ -315,14 +460,27 @@ class TrainingScreen(Screen):
             self.notify("a run is already going here; stop it first (x) or pick another (r)",
                         severity="warning", markup=False)
             return
+        made = None
         try:
-            run, _ = prepare_run(self.app.state.config)
+            config, taken = config_for_new_run(self.app.state.config)
+            if taken is not None and config.output_dir:
+                made = Path(config.output_dir)
+            run, _ = prepare_run(config)
             start_detached(run)
         except (TuiFtError, OSError) as exc:
+            if made is not None:
+                try:
+                    made.rmdir()  # the empty folder made for it, if nothing went in
+                except OSError:
+                    pass
             self.notify(visible(str(exc)), title="cannot start", severity="error", markup=False)
             return
+        self.app.state.started.append(run)
         self.app.select_run(run)
         self.attach(run)
+        if taken is not None:
+            self._log_line(f"{taken} holds a run already (u resumes it): this one gets a "
+                           "folder of its own")
         self._log_line(f"started worker for {run.path}")
 
     def action_stop_run(self) -> None:
@@ -348,7 +506,14 @@ class TrainingScreen(Screen):
             self.notify(visible(str(exc)), title="cannot resume", severity="error",
                         markup=False)
             return
+        if all(r.path != self.run.path for r in self.app.state.started):
+            self.app.state.started.append(self.run)
         self._log_line(f"resuming from {checkpoint.name}")
+
+    def action_cycle_scale(self) -> None:
+        chart = self.query_one(LossChart)
+        chart.cycle_scale()
+        self.app.loss_scale = chart.scale
 
     def action_pick_run(self) -> None:
         picker = self.query_one("#run-picker", OptionList)
@@ -371,6 +536,8 @@ class TrainingScreen(Screen):
 
     def action_close_picker(self) -> None:
         self.query_one("#run-picker").remove_class("shown")
+        # Back to the screen's keys (a hidden picker keeps Enter and the arrows).
+        self.set_focus(None)
 
     @on(OptionList.OptionSelected, "#run-picker")
     def _run_picked(self, event: OptionList.OptionSelected) -> None:

@@ -1,6 +1,9 @@
 """A key legend that never hides a binding: like Textual's Footer (the screen's and
 the app's bindings, with their descriptions) but wrapped over as many lines as the
-width needs, so every key stays on screen at 80 columns, on every screen."""
+width needs, so every key stays on screen at 80 columns, on every screen.
+
+While a text field has the focus, letters and digits are typed into it: the screen
+keys 1-4 are shown dimmed, after how to leave the field (Escape, on every screen)."""
 
 from __future__ import annotations
 
@@ -8,7 +11,16 @@ from rich.cells import cell_len
 from rich.style import Style
 from rich.text import Text
 from textual import events
+from textual.binding import Binding
 from textual.widget import Widget
+from textual.widgets import Input, TextArea
+
+LEAVE_FIELD = ("escape", "esc", "Leave field", True)
+
+
+def typing_into(widget: Widget | None) -> bool:
+    """Whether keys pressed now are typed as text (an input field has the focus)."""
+    return isinstance(widget, (Input, TextArea))
 
 
 class KeyLegend(Widget):
@@ -49,15 +61,28 @@ class KeyLegend(Widget):
     def entries(self) -> list[tuple[str, str, str, bool]]:
         """(key, key as shown, description, enabled) of every shown binding, one per
         action, the focused widget's first and the app's last (as Footer orders them)."""
-        out: list[tuple[str, str, str, bool]] = []
+        typing = typing_into(self.screen.focused)
+        out: list[tuple[str, str, str, bool]] = [LEAVE_FIELD] if typing else []
         seen: set[str] = set()
         active = self.screen.active_bindings
         for _node, binding, enabled, _tooltip in active.values():
             if not binding.show or binding.action in seen:
                 continue
+            if typing and binding.key == "escape":
+                continue  # said once, first, as what it does here: leave the field
             seen.add(binding.action)
             out.append((binding.key, self.app.get_key_display(binding), binding.description,
                         enabled))
+        if typing:
+            # Textual leaves out the keys the field takes as text (the digits that
+            # switch screens): shown dimmed, where they always are, after Escape.
+            for binding in self.app.BINDINGS:
+                if isinstance(binding, Binding) and binding.show \
+                        and binding.action.startswith("switch_mode") \
+                        and binding.action not in seen:
+                    seen.add(binding.action)
+                    out.append((binding.key, self.app.get_key_display(binding),
+                                binding.description, False))
         return out
 
     def _palette_entry(self) -> tuple[str, str, str, bool] | None:

@@ -1,6 +1,10 @@
 """Live train and validation loss (plotext). Redrawn at most once per interval and
 only when new points arrived (every redraw of a full chart costs SSH bandwidth);
-long histories are thinned to about twice the chart's width."""
+long histories are thinned to about twice the chart's width.
+
+Three scales: linear; log y; and zoom, which leaves out the first tenth of the
+steps. A model from scratch starts near a loss of 10 and ends near 1 to 2: on a
+linear axis the first steps flatten everything after them."""
 
 from __future__ import annotations
 
@@ -19,6 +23,19 @@ def thin(points: list[tuple[int, float]], limit: int) -> list[tuple[int, float]]
     return picked
 
 
+SCALES = ("linear", "log", "zoom")
+# Zoom leaves out this fraction of the steps drawn, from the first.
+ZOOM_SKIP = 0.1
+
+
+def zoom_start(points: list[tuple[int, float]]) -> int | None:
+    """The first step the zoomed chart shows (None: nothing to leave out)."""
+    if len(points) < 4:
+        return None
+    first, last = points[0][0], points[-1][0]
+    return first + max(1, int((last - first) * ZOOM_SKIP)) if last > first else None
+
+
 class LossChart(PlotextPlot):
     DEFAULT_CSS = """
     LossChart {
@@ -32,6 +49,9 @@ class LossChart(PlotextPlot):
         self.train_points: list[tuple[int, float]] = []
         self.val_points: list[tuple[int, float]] = []
         self.best_step: int | None = None
+        # The best checkpoint's own validation loss, when the run says it.
+        self.best_metric: float | None = None
+        self.scale = "linear"
         self.min_interval = min_interval
         self.redraws = 0
         self._dirty = True
@@ -41,6 +61,7 @@ class LossChart(PlotextPlot):
         self.train_points.clear()
         self.val_points.clear()
         self.best_step = None
+        self.best_metric = None
         self._dirty = True
 
     def add_train(self, step: int, loss: float) -> None:
@@ -51,10 +72,46 @@ class LossChart(PlotextPlot):
         self.val_points.append((step, loss))
         self._dirty = True
 
-    def set_best(self, step: int | None) -> None:
-        if step != self.best_step:
-            self.best_step = step
+    def set_best(self, step: int | None, metric: float | None = None) -> None:
+        if (step, metric) != (self.best_step, self.best_metric):
+            self.best_step, self.best_metric = step, metric
             self._dirty = True
+
+    def cycle_scale(self) -> str:
+        """The next scale (linear, log y, zoom), drawn at once."""
+        self.scale = SCALES[(SCALES.index(self.scale) + 1) % len(SCALES)] \
+            if self.scale in SCALES else SCALES[0]
+        self._dirty = True
+        self.maybe_redraw(force=True)
+        return self.scale
+
+    def shown_points(self) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+        """The train and validation points the current scale draws."""
+        train, val = self.train_points, self.val_points
+        if self.scale == "zoom":
+            start = zoom_start(train or val)
+            if start is not None:
+                train = [p for p in train if p[0] >= start]
+                val = [p for p in val if p[0] >= start]
+        elif self.scale == "log":
+            # A log axis has no room for zero (a loss of 0.0 can be logged).
+            train = [p for p in train if p[1] > 0]
+            val = [p for p in val if p[1] > 0]
+        return train, val
+
+    def title(self) -> str:
+        title = "loss"
+        if self.scale == "log":
+            title += ", log y"
+        elif self.scale == "zoom":
+            start = zoom_start(self.train_points or self.val_points)
+            if start is not None:
+                title += f" from step {start}"
+        if self.best_step is not None:
+            title += f" \u00b7 best checkpoint-{self.best_step}"
+            if self.best_metric is not None:
+                title += f" ({self.best_metric:.4f})"
+        return title
 
     def maybe_redraw(self, force: bool = False) -> bool:
         """Redraw if there is something new and the interval has passed."""
@@ -71,18 +128,18 @@ class LossChart(PlotextPlot):
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
+        plt.yscale("log" if self.scale == "log" else "linear")
         limit = max(20, 2 * max(10, self.size.width))
-        if self.train_points:
-            xs, ys = zip(*thin(self.train_points, limit))
+        train, val = self.shown_points()
+        if train:
+            xs, ys = zip(*thin(train, limit))
             plt.plot(list(xs), list(ys), label="train", marker="braille")
-        if self.val_points:
-            xs, ys = zip(*thin(self.val_points, limit))
+        if val:
+            xs, ys = zip(*thin(val, limit))
             plt.plot(list(xs), list(ys), label="validation", marker="dot")
-        if self.best_step is not None and (self.train_points or self.val_points):
+        shown = [s for s, _ in train + val]
+        if self.best_step is not None and shown and min(shown) <= self.best_step:
             plt.vline(self.best_step)
-        title = "loss"
-        if self.best_step is not None:
-            title += f" (best at step {self.best_step})"
-        plt.title(title)
+        plt.title(self.title())
         plt.xlabel("step")
         self.refresh()
