@@ -103,6 +103,9 @@ class _Abandoned(Exception):
 
 
 class DatasetsScreen(Screen):
+    # The list, not the first focusable widget (the path field): keys pressed on the
+    # way here (1 then h) would be typed into the field before on_mount moved the focus.
+    AUTO_FOCUS = "#record-list"
     BINDINGS = [
         Binding("o", "open_file", "Open"),
         Binding("s", "next_style", "Style"),
@@ -423,6 +426,10 @@ class DatasetsScreen(Screen):
         self.query_one("#dataset-path", Input).focus()
 
     def action_focus_list(self) -> None:
+        # Escape leaves the path field; outside it, it closes the side panel.
+        if self.side and not isinstance(self.focused, Input):
+            self.side = ""
+            self._refresh_side()
         self.query_one(RecordList).focus()
 
     @on(Input.Submitted, "#dataset-path")
