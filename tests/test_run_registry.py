@@ -86,3 +86,23 @@ def test_runs_piped_into_head(isolated_dirs):
                           capture_output=True, text=True, timeout=60)
     assert len(proc.stdout.splitlines()) == 3
     assert proc.stderr == "", proc.stderr
+
+
+def test_a_training_run_whose_output_pipe_closes_still_finishes(tmp_path, isolated_dirs):
+    """`tui-ft train 2>&1 | head -1`: the reader leaves after the first line; the
+    progress line goes quiet and the run finishes with its checkpoint (it was marked
+    failed, 'internal error', when a progress write hit the closed pipe)."""
+    import yaml
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(word_task_config(tmp_path, "piped", max_steps=6,
+                                                   save_strategy="steps", save_steps=6)))
+    read, write = os.pipe()
+    os.close(read)
+    proc = subprocess.run([sys.executable, "-m", "tui_ft.cli", "train", str(cfg)],
+                          stdout=write, stderr=write, timeout=300)
+    os.close(write)
+    assert proc.returncode in (0, 141)
+    status = json.loads((tmp_path / "piped" / "status.json").read_text())
+    assert status["state"] == "finished", status
+    assert (tmp_path / "piped" / "checkpoints" / "checkpoint-6").is_dir()

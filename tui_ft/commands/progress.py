@@ -41,6 +41,19 @@ class ProgressLine:
         self.last = 0.0
         self.width = 0
         self.written = None  # the last line written to a pipe
+        self.dead = False  # the stream went away (a closed pipe, a hung-up terminal)
+
+    def _write(self, text: str) -> None:
+        """Progress is a view of the run, never part of it: a reader that went away
+        (`tui-ft train 2>&1 | head`, a dropped SSH link) silences the line instead of
+        failing the run it describes."""
+        if self.dead:
+            return
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            self.dead = True
 
     def update(self, text: str, force: bool = False) -> None:
         now = time.monotonic()
@@ -49,26 +62,23 @@ class ProgressLine:
         self.last = now
         if self.tty:
             pad = max(0, self.width - len(text))
-            self.stream.write("\r" + text + " " * pad)
+            self._write("\r" + text + " " * pad)
             self.width = len(text)
         elif text != self.written:  # a log keeps one copy of a line that did not change
-            self.stream.write(text + "\n")
+            self._write(text + "\n")
             self.written = text
-        self.stream.flush()
 
     def message(self, text: str) -> None:
         """A line of its own above the progress line."""
         if self.tty and self.width:
-            self.stream.write("\r" + " " * self.width + "\r")
+            self._write("\r" + " " * self.width + "\r")
             self.width = 0
-        self.stream.write(text + "\n")
-        self.stream.flush()
+        self._write(text + "\n")
         self.last = 0.0
 
     def close(self) -> None:
         if self.tty and self.width:
-            self.stream.write("\n")
-            self.stream.flush()
+            self._write("\n")
             self.width = 0
 
 

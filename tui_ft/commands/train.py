@@ -30,13 +30,12 @@ def cmd_train(args) -> int:
             run.truncate_metrics_after(-1)
             run.write_status(state="starting", error=None, step=0)
             resume = None
-            print(f"{run.path} has no checkpoint: training it again from step 0",
-                  file=sys.stderr)
+            notice = f"{run.path} has no checkpoint: training it again from step 0"
         else:
             checkpoint = run.checkpoint(args.checkpoint or "last")
             run.write_status(state="starting", error=None)
             resume = checkpoint.path
-            print(f"resuming {run.path} from {checkpoint.name}", file=sys.stderr)
+            notice = f"resuming {run.path} from {checkpoint.name}"
     else:
         if args.config:
             config = TrainConfig.load(args.config)
@@ -46,14 +45,21 @@ def cmd_train(args) -> int:
             config = TrainConfig.from_dict({**config.to_dict(), "output_dir": args.output_dir})
         run, config = prepare_run(config)
         resume = None
+        notice = None
     if args.detach:
         pid = start_detached(run, resume=resume)
+        if notice:
+            print(notice, file=sys.stderr)
         print(str(run.path))
         print(f"started worker {pid}; follow it with 'tui-ft attach {run.path}'",
               file=sys.stderr)
         return 0
-    print(f"run folder: {run.path}", file=sys.stderr)
     progress = TrainingProgress()
+    # Through the progress line: a log reader that has gone (`| head`) must not keep
+    # the run from starting or mark it failed.
+    for line in (notice, f"run folder: {run.path}"):
+        if line:
+            progress.line.message(line)
     try:
         state = run_in_process(run, resume=resume, on_event=progress.feed)
     except KeyboardInterrupt:
