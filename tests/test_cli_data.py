@@ -338,3 +338,102 @@ def test_module_entry_point_version():
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0
     assert proc.stdout.startswith("tui-ft ")
+
+
+# -- settings: training's defaults, field keys, split method, @sample/ ----------------------
+
+
+def test_inspect_defaults_are_trainings(run_cli_json, mixed_jsonl):
+    """Left out, every setting is TrainConfig's: the parser restates none of them."""
+    from tui_ft.cli import build_parser
+    from tui_ft.config import TrainConfig
+
+    args = build_parser().parse_args(["data", "inspect", "x.jsonl"])
+    assert (args.style, args.max_length, args.seed, args.split, args.split_method,
+            args.instruction_key, args.input_key, args.output_key) == (None,) * 8
+    defaults = TrainConfig()
+    report = run_cli_json("data", "inspect", mixed_jsonl)
+    assert report["style"] == defaults.prompt_style
+    assert report["max_length"] == defaults.sequence_length()
+    assert report["split_method"] == defaults.split_method
+    assert report["split_seed"] == defaults.split_seed
+    assert report["split_ratios"] == defaults.split_ratios
+    assert report["fields"] == {"instruction": defaults.instruction_key,
+                                "input": defaults.input_key, "output": defaults.output_key}
+
+
+def test_inspect_reports_the_keys_it_ignores(run_cli, run_cli_json, tmp_path):
+    path = tmp_path / "pref.json"
+    path.write_text(json.dumps([{**GOOD[0], "chosen": "5!", "rejected": "6"},
+                                {**GOOD[1], "chosen": "le chat"}]), encoding="utf-8")
+    report = run_cli_json("data", "inspect", path)
+    assert report["records"] == 2 and report["ignored_keys"] == {"chosen": 2, "rejected": 1}
+    proc = run_cli("data", "inspect", path)
+    assert proc.returncode == 0, proc.stderr
+    assert "ignored keys (records holding each): 'chosen' (2), 'rejected' (1)" in proc.stdout
+    assert "--output-key" in proc.stdout
+    # Read under a mapping, a key is no longer ignored.
+    mapped = run_cli_json("data", "inspect", path, "--output-key", "chosen")
+    assert mapped["ignored_keys"] == {"output": 2, "rejected": 1}
+
+
+def test_mapped_keys_in_inspect_and_preview(run_cli, run_cli_json, tmp_path):
+    path = tmp_path / "renamed.jsonl"
+    path.write_text("".join(json.dumps({"prompt": r["instruction"], "completion": r["output"]})
+                            + "\n" for r in GOOD), encoding="utf-8")
+    unmapped = run_cli("data", "inspect", path)
+    assert unmapped.returncode == 1 and "no record could be loaded" in unmapped.stderr
+    assert "its keys are 'prompt', 'completion'" in unmapped.stdout
+    keys = ("--instruction-key", "prompt", "--output-key", "completion")
+    report = run_cli_json("data", "inspect", path, *keys)
+    assert report["records"] == 3 and report["errors"] == [] and report["ignored_keys"] == {}
+    assert report["fields"]["instruction"] == "prompt"
+    preview = run_cli_json("data", "preview", path, "-i", "1", *keys)
+    assert "### Instruction:\nTranslate to French." in preview["text"]
+    assert preview["text"].endswith("### Response:\nchat")
+    clash = run_cli("data", "inspect", path, "--instruction-key", "prompt", "--output-key",
+                    "prompt")
+    assert_clean_failure(clash, "output_key", "the same key as instruction_key")
+
+
+def test_inspect_ordered_split_of_the_books_file(run_cli, run_cli_json, shared_instructions):
+    report = run_cli_json("data", "inspect", shared_instructions, "--split-method", "ordered")
+    assert report["splits"] == {"train": 935, "val": 55, "test": 110}
+    assert report["split_method"] == "ordered" and report["split_seed"] is None
+    proc = run_cli("data", "inspect", shared_instructions, "--split-method", "ordered")
+    assert "split (ordered, 85/5/10): train 935, val 55, test 110" in proc.stdout
+    assert_clean_failure(run_cli("data", "inspect", shared_instructions, "--split-method",
+                                 "random"), "invalid choice", "ordered")
+
+
+def test_sample_prefix_in_inspect_and_preview(run_cli, run_cli_json, sample_data_dir):
+    report = run_cli_json("data", "inspect", "@sample/instructions.jsonl")
+    assert report["records"] == 1500 and report["path"] == "@sample/instructions.jsonl"
+    first = json.loads((sample_data_dir / "chat.jsonl").read_text(
+        encoding="utf-8").splitlines()[0])
+    preview = run_cli_json("data", "preview", "@sample/chat.jsonl", "-i", "0",
+                           "--style", "phi3")
+    assert first["messages"][-1]["content"] in preview["text"]
+    assert_clean_failure(run_cli("data", "inspect", "@sample/nosuch.jsonl"),
+                         "nosuch.jsonl", "no such file")
+
+
+def test_styles_json(run_cli, config_dir):
+    folder = config_dir / "styles"
+    folder.mkdir()
+    (folder / "mine.yaml").write_text('description: my own\ntemplates:\n  user: "Q: {content}"\n'
+                                      '  assistant: "\\nA: {content}"\n', encoding="utf-8")
+    (folder / "broken.yaml").write_text("name: [\n", encoding="utf-8")
+    proc = run_cli("styles", "--json")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr
+    rows = json.loads(proc.stdout)
+    by_name = {row["name"]: row for row in rows if row["name"]}
+    assert {"alpaca", "chatml", "phi3", "mine"} <= set(by_name)
+    assert by_name["alpaca"]["builtin"] is True and by_name["alpaca"]["source"] == "built-in"
+    assert by_name["alpaca"]["stop"] == ["\n\n### Instruction:"]
+    assert "### Response:" in by_name["alpaca"]["templates"]["assistant"]
+    mine = by_name["mine"]
+    assert mine["builtin"] is False and mine["source"] == str(folder / "mine.yaml")
+    assert mine["description"] == "my own" and mine["error"] is None
+    (broken,) = [row for row in rows if row["name"] is None]
+    assert str(folder / "broken.yaml") in broken["error"]

@@ -10,7 +10,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tui_ft.data.records import Dataset, Message, Record, RecordError, load_records, parse_record
+from tui_ft.data.records import (
+    Dataset,
+    Message,
+    Record,
+    RecordError,
+    RecordFields,
+    load_records,
+    parse_record,
+)
 from tui_ft.errors import DatasetError, TuiFtError
 
 GOOD = [
@@ -502,3 +510,96 @@ def test_any_bytes_give_dataset_error_or_located_results(tmp_path, lines, crlf, 
             if ds.format == "jsonl":
                 assert 1 <= where <= len(file_lines)
         assert len({r.id for r in result.records}) == len(result.records)
+
+
+# -- field keys and ignored keys ------------------------------------------------------
+
+RENAMED = RecordFields(instruction="prompt", input="context", output="completion")
+
+
+def test_mapped_keys_read_a_file_with_other_names(tmp_path):
+    path = jsonl(tmp_path / "renamed.jsonl", [
+        {"prompt": r["instruction"], "context": r.get("input", ""), "completion": r["output"],
+         **({"id": r["id"]} if "id" in r else {})} for r in GOOD])
+    records, errors = scan(path)
+    assert records == [] and len(errors) == 3  # not readable under the default keys
+    result = load_records(path, RENAMED)
+    assert result.errors == [] and result.ignored_keys == {}
+    canonical, _ = scan(jsonl(tmp_path / "plain.jsonl", GOOD))
+    # The same records, ids included: an id derived from content ignores key names.
+    assert result.records == canonical
+    with Dataset(path, RENAMED) as ds:
+        assert ds.get(1).input == "cat"
+
+
+def test_errors_name_the_mapped_keys(tmp_path):
+    path = jsonl(tmp_path / "d.jsonl", [
+        {"prompt": "Say hi.", "completion": "hi"},
+        {"prompt": "Say hi.", "output": "hi"},
+        {"prompt": "", "completion": "x"},
+        {"prompt": "Count.", "completion": 3},
+    ])
+    result = load_records(path, RENAMED)
+    assert [str(e) for e in result.errors] == [
+        f"{path}:2: missing field 'completion'",
+        f"{path}:3: field 'prompt' is empty",
+        f"{path}:4: field 'completion' must be a string, not a number"]
+
+
+def test_a_record_of_neither_kind_lists_its_keys_and_the_fix():
+    from tui_ft.data.records import InvalidRecord
+
+    with pytest.raises(InvalidRecord) as info:
+        parse_record({"question": "Why?", "answer": "Because."})
+    message = str(info.value)
+    assert "'instruction', 'input', 'output'" in message and "'messages'" in message
+    assert "its keys are 'question', 'answer'" in message
+    assert "instruction_key" in message and "output_key" in message
+    with pytest.raises(InvalidRecord, match="'q', 'i', 'a'"):
+        parse_record({"question": "Why?"}, RecordFields("q", "i", "a"))
+    many = {f"k{i}": "v" for i in range(9)}
+    with pytest.raises(InvalidRecord, match="'k5' and 3 more"):
+        parse_record(many)
+
+
+def test_ignored_keys_are_counted(tmp_path):
+    path = jsonl(tmp_path / "d.jsonl", [
+        {**GOOD[0], "chosen": "a", "rejected": "b"},
+        {**GOOD[1], "rejected": "c"},
+        {"instruction": "", "output": "x", "bad_only": 1},  # a bad record: not counted
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant",
+                                                         "content": "yo"}], "meta": {}},
+        GOOD[2],
+    ])
+    result = load_records(path)
+    assert len(result.records) == 4
+    assert result.ignored_keys == {"rejected": 2, "chosen": 1, "meta": 1}
+    assert list(result.ignored_keys) == ["rejected", "chosen", "meta"]  # most common first
+    # A key read under a mapping is not ignored; the one it replaces is.
+    mapped = load_records(path, RecordFields(output="chosen"))
+    assert "chosen" not in mapped.ignored_keys and mapped.ignored_keys["output"] == 1
+
+
+def test_shared_files_report_their_extra_keys(shared_data_dir):
+    preference = load_records(shared_data_dir / "instruction-data-with-preference.json")
+    assert len(preference.records) == 1100
+    assert preference.ignored_keys == {"chosen": 1100, "rejected": 1100}
+    answers = load_records(shared_data_dir / "instruction-data-with-response.json")
+    assert answers.ignored_keys == {"model_response": 110}
+
+
+def test_entry_at_inverts_location(tmp_path):
+    lines = [GOOD[0], "", GOOD[1], "   ", "", GOOD[2]]
+    with Dataset(jsonl(tmp_path / "blanks.jsonl", lines)) as ds:
+        assert [ds.location(i) for i in range(len(ds))] == [1, 3, 6]
+        assert [ds.entry_at(ds.location(i)) for i in range(len(ds))] == [0, 1, 2]
+        assert ds.value(ds.entry_at(6)) == GOOD[2]
+        with pytest.raises(IndexError):
+            ds.entry_at(2)  # a blank line is no entry
+    with Dataset(jsonl(tmp_path / "plain.jsonl", GOOD)) as ds:
+        assert [ds.entry_at(ds.location(i)) for i in range(3)] == [0, 1, 2]
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps(GOOD), encoding="utf-8")
+    with Dataset(path) as ds:
+        assert [ds.entry_at(ds.location(i)) for i in range(3)] == [0, 1, 2]
+        assert ds.value(2) == GOOD[2]

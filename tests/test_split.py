@@ -220,3 +220,78 @@ def test_ids_and_split_are_the_same_in_another_process(sample_data_dir, tmp_path
                               text=True, env=env, timeout=60)
         assert proc.returncode == 0, proc.stderr
         assert json.loads(proc.stdout) == expected
+
+
+# -- the ordered method (the book's slicing) -------------------------------------------
+
+
+def book_split(data: list) -> tuple[list, list, list]:
+    """ch. 7 of "Build a Large Language Model (From Scratch)", verbatim but for names."""
+    train_portion = int(len(data) * 0.85)  # 85% for training
+    test_portion = int(len(data) * 0.1)    # 10% for testing
+    train_data = data[:train_portion]
+    test_data = data[train_portion:train_portion + test_portion]
+    val_data = data[train_portion + test_portion:]
+    return train_data, val_data, test_data
+
+
+def test_ordered_split_of_the_books_file_is_the_books(shared_instructions):
+    data = json.loads(shared_instructions.read_text(encoding="utf-8"))
+    records = load_records(shared_instructions).records
+    splits = split_records(records, ratios=(0.85, 0.05, 0.10), method="ordered")
+    assert splits.sizes() == {"train": 935, "val": 55, "test": 110}
+    for ours, theirs in zip((splits.train, splits.val, splits.test), book_split(data)):
+        assert [(r.instruction, r.input, r.output) for r in ours] == \
+            [(d["instruction"], d["input"], d["output"]) for d in theirs]
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 7, 19, 20, 99, 100, 101, 1100, 1234])
+def test_ordered_split_is_the_books_slicing_for_any_size(n):
+    records = synthetic(n)
+    splits = split_records(records, seed=5, ratios=DEFAULT_RATIOS, method="ordered")
+    train, val, test = book_split(records)
+    assert (splits.train, splits.val, splits.test) == (train, val, test)
+
+
+def test_ordered_split_follows_ratios_and_ignores_the_seed():
+    records = synthetic(200)
+    a = split_records(records, seed=1, ratios=(0.6, 0.25, 0.15), method="ordered")
+    b = split_records(records, seed=2, ratios=(60, 25, 15), method="ordered")
+    assert a == b
+    assert a.train == records[:120] and a.test == records[120:150] and a.val == records[150:]
+
+
+def test_hash_is_the_default_method():
+    records = synthetic(300)
+    assert split_records(records, seed=9) == split_records(records, seed=9, method="hash")
+    assert split_records(records, seed=9) != split_records(records, seed=9, method="ordered")
+
+
+def test_unknown_split_method():
+    with pytest.raises(SplitError, match="unknown split method 'random'.*hash or ordered"):
+        split_records(synthetic(3), method="random")
+
+
+def test_training_reads_the_configured_split(tmp_path):
+    """config_splits, which training, responses and the Grading screen's count call,
+    follows split_method and the field keys."""
+    from tui_ft.config import TrainConfig
+    from tui_ft.train.data import config_splits
+
+    path = tmp_path / "renamed.jsonl"
+    path.write_text("".join(json.dumps({"question": f"Question number {i}?",
+                                        "answer": f"Answer {i}"}) + "\n"
+                            for i in range(40)), encoding="utf-8")
+    config = TrainConfig(dataset=str(path), split_method="ordered",
+                         instruction_key="question", output_key="answer")
+    splits, errors = config_splits(config)
+    assert errors == []
+    expected = split_records(synthetic(40), method="ordered")
+    for name in ("train", "val", "test"):
+        assert [(r.instruction, r.output) for r in splits[name]] == \
+            [(r.instruction, r.output) for r in expected[name]]
+    assert splits.sizes() == {"train": 34, "val": 2, "test": 4}
+    hashed, _ = config_splits(TrainConfig(dataset=str(path), instruction_key="question",
+                                          output_key="answer"))
+    # The same content splits the same under any key names (ids come from content).
+    assert [r.id for r in hashed.test] == [r.id for r in split_records(synthetic(40)).test]

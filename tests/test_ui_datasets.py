@@ -243,3 +243,72 @@ def test_snapshot_80x24(snap_compare, tmp_path, monkeypatch):
 
     assert snap_compare(create_app(Path("data.jsonl")), terminal_size=(80, 24),
                         run_before=settle)
+
+
+# -- the data settings of the shared configuration: paths, field keys, split method -------
+
+
+def path_field(screen) -> str:
+    return screen.query_one("#dataset-path").value
+
+
+async def test_default_path_is_short_and_sample_paths_open(tmp_path):
+    app = create_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.dataset is not None)
+        assert path_field(screen) == "@sample/instructions.jsonl"
+        await pilot.press("o")
+        screen.query_one("#dataset-path").value = ""
+        await pilot.press(*"@sample/chat.jsonl", "enter")
+        await wait_for(pilot, lambda: screen.scan is not None
+                       and screen.query_one(RecordList).count == 60)
+        assert screen.dataset_path == default_dataset().with_name("chat.jsonl")
+        assert app.state.config.dataset == "@sample/chat.jsonl"
+        assert "0 bad" in info_text(screen)
+
+
+async def test_dataset_option_takes_a_sample_path():
+    """`tui-ft --dataset @sample/chat.jsonl` hands the app the path as typed."""
+    app = create_app(Path("@sample/chat.jsonl"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.scan is not None)
+        assert len(screen.scan.records) == 60 and path_field(screen) == "@sample/chat.jsonl"
+
+
+async def test_split_method_and_field_keys_follow_the_configuration(tmp_path):
+    from tui_ft.config import TrainConfig
+    from tui_ft.data.records import RecordFields, load_records
+    from tui_ft.data.split import split_records
+
+    path = write_jsonl(tmp_path / "renamed.jsonl", [
+        {"question": f"Question {i}?", "answer": f"Answer {i}", "score": i} for i in range(40)])
+    app = create_app(path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.scan is not None)
+        assert len(screen.scan.records) == 0 and "40 bad" in info_text(screen)
+        await pilot.press("e")
+        assert "its keys are 'question', 'answer', 'score'" in \
+            str(screen.query_one("#side-body").content)
+
+        # Set on the Parameters screen (any screen's config change reaches it the same way).
+        app.set_config(TrainConfig.from_dict({**app.state.config.to_dict(),
+                                              "instruction_key": "question",
+                                              "output_key": "answer",
+                                              "split_method": "ordered"}))
+        await pilot.press("2")
+        await pilot.press("1")
+        await wait_for(pilot, lambda: screen.scan is not None and len(screen.scan.records) == 40
+                       and screen.lengths)
+        expected = split_records(
+            load_records(path, RecordFields("question", "input", "answer")).records,
+            method="ordered").sizes()
+        assert expected == {"train": 34, "val": 2, "test": 4}
+        info = info_text(screen)
+        assert "0 bad" in info and "ordered split: train 34 / val 2 / test 4" in info
+        assert "keys not read: score" in info
+        side = str(screen.query_one("#side-body").content)
+        assert "no bad records" in side and "score (40)" in side
+        assert "Question 0?" in preview_text(screen) and "Answer 0" in preview_text(screen)

@@ -67,12 +67,21 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     data_sub = data.add_subparsers(dest="data_command", metavar="{inspect,preview}")
     data_sub.required = True
 
+    # Defaults are None: left out, a setting is training's (TrainConfig), filled in
+    # by the command, so the two never disagree.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("path", help="dataset file (.json list or .jsonl)")
-    common.add_argument("--style", default="alpaca",
-                        help="prompt style (default: alpaca; see 'tui-ft styles')")
-    common.add_argument("--max-length", type=int, default=1024, metavar="N",
-                        help="truncate sequences to N tokens (default: 1024, GPT-2's context)")
+    common.add_argument("path", help="dataset file (.json list or .jsonl; '@sample/NAME' "
+                                     "is the shipped sample data)")
+    common.add_argument("--style", help="prompt style (default: training's prompt_style; "
+                                        "see 'tui-ft styles')")
+    common.add_argument("--max-length", type=int, metavar="N",
+                        help="truncate sequences to N tokens (default: training's max_length, "
+                             "the default model's context)")
+    for field, example in (("instruction", "prompt"), ("input", "context"),
+                           ("output", "completion")):
+        common.add_argument(f"--{field}-key", metavar="KEY",
+                            help=f"read each record's {field} from KEY, e.g. {example} "
+                                 f"(default: {field})")
     common.add_argument("--json", action="store_true", help="print one JSON object")
 
     inspect = data_sub.add_parser(
@@ -80,9 +89,13 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
         description="Check every record of a dataset. Prints the record count, every bad "
                     "record with its line (JSONL) or index (JSON list), the split sizes and "
                     "token-length statistics. Exit status 0 when at least one record loaded.")
-    inspect.add_argument("--seed", type=int, default=123, help="split seed (default: 123)")
-    inspect.add_argument("--split", default="85/5/10", metavar="TRAIN/VAL/TEST",
-                         help="split ratios (default: 85/5/10)")
+    inspect.add_argument("--seed", type=int,
+                         help="split seed of the hash method (default: training's split_seed)")
+    inspect.add_argument("--split", metavar="TRAIN/VAL/TEST",
+                         help="split ratios, e.g. 85/5/10 (default: training's split_ratios)")
+    inspect.add_argument("--split-method", choices=["hash", "ordered"],
+                         help="hash: by id and seed, stable under edits; ordered: file order "
+                              "as the book's script (default: training's split_method)")
 
     preview = data_sub.add_parser(
         "preview", parents=[common], help="show one record rendered and tokenized",
@@ -232,9 +245,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_commands(sub)
     _add_train_commands(sub)
     _add_grades_commands(sub)
-    sub.add_parser("styles", help="list prompt styles",
-                   description="List the built-in prompt styles and those in your config "
-                               "folder, with any errors in your style files.")
+    styles = sub.add_parser("styles", help="list prompt styles",
+                            description="List the built-in prompt styles and those in your "
+                                        "config folder, with any errors in your style files. "
+                                        "With --json: a list of {name, description, source, "
+                                        "builtin, system, templates, stop, error}; a file "
+                                        "that did not load has name null and its error.")
+    styles.add_argument("--json", action="store_true", help="print a JSON list")
     return parser
 
 

@@ -12,6 +12,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .data.split import DEFAULT_RATIOS, SPLIT_METHODS
 from .errors import TuiFtError
 
 SAMPLE_PREFIX = "@sample/"
@@ -77,11 +78,22 @@ class TrainConfig:
                                  str, optional=True)
     test_dataset: str | None = _p(None, "data", "Separate test file (for responses).", str,
                                   optional=True)
-    split_ratios: list = _p([0.85, 0.05, 0.10], "data",
+    instruction_key: str = _p("instruction", "data",
+                              "The key an Alpaca record's instruction is read from (for a "
+                              "file that names it otherwise, e.g. prompt or question).")
+    input_key: str = _p("input", "data", "The key of a record's optional input.")
+    output_key: str = _p("output", "data",
+                         "The key of the expected answer (e.g. response, completion).")
+    split_ratios: list = _p(list(DEFAULT_RATIOS), "data",
                             "Train / validation / test fractions (or percentages).", list)
     split_seed: int = _p(123, "data",
                          "Seed of the split. A record's split depends only on its id and this.",
                          int)
+    split_method: str = _p("hash", "data",
+                           "hash: each record's split is fixed by its id (or content) and "
+                           "the seed, stable when the file is edited; ordered: file order as "
+                           "the book's script (first 85% train, next 10% test, the rest "
+                           "validation).", choices=SPLIT_METHODS)
     prompt_style: str = _p("alpaca", "data", "Prompt style (see 'tui-ft styles').")
     mask_prompt: bool = _p(False, "data",
                            "Learn only the answers: every prompt token's target is -100.")
@@ -241,19 +253,55 @@ class TrainConfig:
     def dataset_path(self, value: str | None = None) -> Path | None:
         return resolve_data_path(self.dataset if value is None else value)
 
+    def record_fields(self):
+        """The keys records are read from (a data.records.RecordFields)."""
+        from .data.records import RecordFields
+
+        return RecordFields(self.instruction_key, self.input_key, self.output_key)
+
+    def sequence_length(self) -> int:
+        """max_length, or when empty the model's context: a preset's, else GPT-2's 1024
+        (a folder or file is read only when training starts)."""
+        if self.max_length:
+            return self.max_length
+        from .model.presets import get_preset
+
+        preset = get_preset(self.model)
+        return preset.context_length if preset is not None else 1024
+
     @property
     def precision(self) -> str:
         return "bf16" if self.bf16 else "fp16" if self.fp16 else "fp32"
 
 
 def resolve_data_path(value: str | None) -> Path | None:
+    """Where a typed data path points: '@sample/NAME' is the shipped sample data,
+    '~' is the home folder. Every place a path is typed goes through here."""
     if value is None:
         return None
+    value = str(value)
     if value.startswith(SAMPLE_PREFIX):
         from .paths import sample_data_dir
 
         return sample_data_dir() / value[len(SAMPLE_PREFIX):]
     return Path(value).expanduser()
+
+
+def short_data_path(path: str | Path | None) -> str:
+    """A data path as it is shown and saved: the shipped sample data as '@sample/NAME'
+    (not a long site-packages path), anything else as it is."""
+    if path is None:
+        return ""
+    text = str(path)
+    if text.startswith(SAMPLE_PREFIX):
+        return text
+    from .paths import sample_data_dir
+
+    try:
+        inside = Path(text).resolve().relative_to(sample_data_dir().resolve())
+    except (ValueError, OSError):
+        return text
+    return SAMPLE_PREFIX + inside.as_posix()
 
 
 def read_yaml(path: str | Path) -> dict:
@@ -426,6 +474,7 @@ def _cross_checks(c: dict, given: set) -> list[Problem]:
         out.append(Problem("split_ratios", c["split_ratios"],
                            "the validation share is 0 but eval_strategy is "
                            f"{c['eval_strategy']}: give it a share or a val_dataset"))
+    out.extend(_record_key_checks(c))
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", c["device"]):
         out.append(Problem("device", c["device"], "must be auto, cpu, cuda, cuda:N or mps"))
     from .data.styles import load_styles
@@ -442,6 +491,23 @@ def _cross_checks(c: dict, given: set) -> list[Problem]:
                            f"longer than {c['model']}'s context ({preset.context_length})"))
     if c["max_steps"] == 0:
         out.append(Problem("max_steps", 0, "must be -1 (use epochs) or at least 1"))
+    return out
+
+
+def _record_key_checks(c: dict) -> list[Problem]:
+    """instruction_key, input_key and output_key name three different keys, none of
+    them one a record has for another purpose."""
+    out: list[Problem] = []
+    seen: dict[str, str] = {}
+    for name in ("instruction_key", "input_key", "output_key"):
+        key = c[name]
+        if key in ("id", "messages"):
+            out.append(Problem(name, key, f"'{key}' is a record's own key; name the field "
+                                          "that holds the text"))
+        elif key in seen:
+            out.append(Problem(name, key, f"the same key as {seen[key]}"))
+        else:
+            seen[key] = name
     return out
 
 

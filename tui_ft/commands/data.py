@@ -1,9 +1,12 @@
-"""`tui-ft data inspect`, `tui-ft data preview` and `tui-ft styles`."""
+"""`tui-ft data inspect`, `tui-ft data preview` and `tui-ft styles`. Every setting
+left out on the command line is the training default (TrainConfig), so a dataset is
+read, split and measured here exactly as `tui-ft train` would."""
 
 from __future__ import annotations
 
 import json
 import sys
+from ..config import TrainConfig, resolve_data_path
 from ..data.batches import IGNORE_INDEX, encode_rendered, loss_segments
 from ..data.records import Dataset, RecordError
 from ..data.split import parse_ratios, split_records
@@ -13,19 +16,42 @@ from ..errors import TuiFtError
 from ..text import visible
 
 MAX_ERRORS_SHOWN = 20
+# Command-line options and the TrainConfig keys they set.
+_OPTION_KEYS = {"style": "prompt_style", "seed": "split_seed", "split_method": "split_method",
+                "instruction_key": "instruction_key", "input_key": "input_key",
+                "output_key": "output_key"}
 
 
-def inspect_dataset(path: str, *, style_name: str = "alpaca", max_length: int = 1024,
-                    seed: int = 123, ratios=(0.85, 0.05, 0.10)) -> dict:
-    """Everything `data inspect` reports, as one plain dict."""
-    style = load_styles().get(style_name)
-    with Dataset(path) as ds:
+def settings_from_args(args) -> tuple[TrainConfig, int]:
+    """The data settings of TrainConfig with the options given on the command line,
+    checked as a configuration file would be, and the token limit (--max-length,
+    else training's: max_length or the default model's context)."""
+    given = {key: getattr(args, option) for option, key in _OPTION_KEYS.items()
+             if getattr(args, option, None) is not None}
+    if getattr(args, "split", None) is not None:
+        given["split_ratios"] = list(parse_ratios(args.split))
+    config = TrainConfig.from_dict(given, source="options")
+    max_length = args.max_length if args.max_length is not None else config.sequence_length()
+    _check_max_length(max_length)
+    return config, max_length
+
+
+def inspect_dataset(path: str, config: TrainConfig | None = None,
+                    max_length: int | None = None) -> dict:
+    """Everything `data inspect` reports, as one plain dict: the file read, split and
+    measured with `config`'s data settings (default: training's)."""
+    config = config or TrainConfig()
+    style = load_styles().get(config.prompt_style)
+    max_length = max_length or config.sequence_length()
+    fields, method = config.record_fields(), config.split_method
+    with Dataset(resolve_data_path(path), fields) as ds:
         scan = ds.scan()
         fmt = ds.format
     # Token lengths are those the model sees: the rendered text plus <|endoftext|>.
     lengths = token_lengths(scan.records, style)
     stats = length_stats(lengths)
-    splits = split_records(scan.records, seed=seed, ratios=ratios)
+    splits = split_records(scan.records, seed=config.split_seed, ratios=config.split_ratios,
+                           method=method)
     return {
         "path": str(path),
         "format": fmt,
@@ -33,6 +59,9 @@ def inspect_dataset(path: str, *, style_name: str = "alpaca", max_length: int = 
         "max_length": max_length,
         "records": len(scan.records),
         "errors": [e.to_dict() for e in scan.errors],
+        "split_method": method,
+        "split_seed": config.split_seed if method == "hash" else None,
+        "split_ratios": list(config.split_ratios),
         "splits": splits.sizes(),
         "tokens": stats.to_dict() if stats else None,
         "truncated": sum(1 for n in lengths if n > max_length),
@@ -40,6 +69,9 @@ def inspect_dataset(path: str, *, style_name: str = "alpaca", max_length: int = 
             "alpaca": sum(1 for r in scan.records if r.messages is None),
             "chat": sum(1 for r in scan.records if r.messages is not None),
         },
+        "fields": {"instruction": fields.instruction, "input": fields.input,
+                   "output": fields.output},
+        "ignored_keys": scan.ignored_keys,
         "_error_texts": [str(e) for e in scan.errors],
     }
 
@@ -56,7 +88,23 @@ def _print_inspect(report: dict) -> None:
     print(f"{visible(report['path'])} ({report['format']}): {report['records']} records"
           f"{f' ({kind_text})' if kind_text else ''}, {len(report['errors'])} bad", file=out)
     s = report["splits"]
-    print(f"split: train {s['train']}, val {s['val']}, test {s['test']}", file=out)
+    how = report["split_method"] + (f", seed {report['split_seed']}"
+                                    if report["split_seed"] is not None else "")
+    ratios = "/".join(f"{100 * r:g}" for r in report["split_ratios"])
+    print(f"split ({how}, {ratios}): train {s['train']}, val {s['val']}, test {s['test']}",
+          file=out)
+    f = report["fields"]
+    if (f["instruction"], f["input"], f["output"]) != ("instruction", "input", "output"):
+        print(f"fields: instruction from '{visible(f['instruction'])}', input from "
+              f"'{visible(f['input'])}', output from '{visible(f['output'])}'", file=out)
+    ignored = report["ignored_keys"]
+    if ignored:
+        listed = ", ".join(f"'{visible(k, keep_newlines=False)}' ({n})"
+                           for k, n in list(ignored.items())[:MAX_ERRORS_SHOWN])
+        more = (f" and {len(ignored) - MAX_ERRORS_SHOWN} more"
+                if len(ignored) > MAX_ERRORS_SHOWN else "")
+        print(f"ignored keys (records holding each): {listed}{more}; to read one, name it "
+              "with --instruction-key, --input-key or --output-key", file=out)
     t = report["tokens"]
     if t:
         print(f"tokens ({report['style']} style, with <|endoftext|>): min {t['min']}, "
@@ -72,9 +120,8 @@ def _print_inspect(report: dict) -> None:
 
 
 def cmd_inspect(args) -> int:
-    _check_max_length(args.max_length)
-    report = inspect_dataset(args.path, style_name=args.style, max_length=args.max_length,
-                             seed=args.seed, ratios=parse_ratios(args.split))
+    config, max_length = settings_from_args(args)
+    report = inspect_dataset(args.path, config, max_length)
     if args.json:
         public = {k: v for k, v in report.items() if not k.startswith("_")}
         print(json.dumps(public, ensure_ascii=False))
@@ -96,9 +143,9 @@ def _loss_view(input_ids: list[int], labels: list[int], tty: bool) -> str:
 
 
 def cmd_preview(args) -> int:
-    _check_max_length(args.max_length)
-    style = load_styles().get(args.style)
-    with Dataset(args.path) as ds:
+    config, max_length = settings_from_args(args)
+    style = load_styles().get(config.prompt_style)
+    with Dataset(resolve_data_path(args.path), config.record_fields()) as ds:
         if not 0 <= args.index < len(ds):
             raise TuiFtError(f"{args.path}: --index {args.index} is out of range "
                              f"(the file has {len(ds)} records, 0 to {len(ds) - 1})")
@@ -106,7 +153,7 @@ def cmd_preview(args) -> int:
     if isinstance(item, RecordError):
         raise TuiFtError(str(item))
     rendered = style.render(item)
-    example = encode_rendered(rendered, mask_prompt=args.mask_prompt, max_length=args.max_length)
+    example = encode_rendered(rendered, mask_prompt=args.mask_prompt, max_length=max_length)
     input_ids, labels = list(example.input_ids), list(example.labels)
     if args.json:
         print(json.dumps({"text": rendered.text, "input_ids": input_ids, "labels": labels,
@@ -137,9 +184,25 @@ def run(args) -> int:
 
 def list_styles(args) -> int:
     catalog = load_styles()
+    if getattr(args, "json", False):
+        print(json.dumps(styles_report(catalog), ensure_ascii=False))
+        return 0
     for style in catalog.styles.values():
         print(f"{style.name:12} {visible(style.description, keep_newlines=False)}  "
               f"[{visible(style.source, keep_newlines=False)}]")
     for error in catalog.errors:
         print(f"tui-ft: warning: {visible(error, keep_newlines=False)}", file=sys.stderr)
     return 0
+
+
+def styles_report(catalog) -> list[dict]:
+    """`styles --json`: each style that loaded, then each style file that did not
+    (name null, its located error)."""
+    rows = [{"name": st.name, "description": st.description, "source": st.source,
+             "builtin": st.source == "built-in", "system": st.system,
+             "templates": dict(st.templates), "stop": list(st.stop), "error": None}
+            for st in catalog.styles.values()]
+    rows += [{"name": None, "description": None, "source": None, "builtin": False,
+              "system": None, "templates": None, "stop": None, "error": error}
+             for error in catalog.errors]
+    return rows

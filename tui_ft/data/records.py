@@ -1,11 +1,12 @@
 """Read instruction data: a JSON list or JSONL of Alpaca records (instruction, input,
-output) or chat records (messages). JSONL is indexed lazily by byte offset, so a
-million-record file opens at once; every bad record becomes a located error while
-the good ones still load."""
+output, read from other keys when the dataset maps them) or chat records (messages).
+JSONL is indexed lazily by byte offset, so a million-record file opens at once; every
+bad record becomes a located error while the good ones still load."""
 
 from __future__ import annotations
 
 import array
+import bisect
 import contextlib
 import dataclasses
 import gc
@@ -22,6 +23,30 @@ from ..errors import DatasetError
 ROLES = ("system", "user", "assistant")
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 _BLANK_BYTES = b" \t\r\x0b\x0c"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordFields:
+    """The keys an Alpaca record's three fields are read from: the configuration's
+    instruction_key, input_key and output_key, so a file that names them otherwise
+    loads without editing."""
+
+    instruction: str = "instruction"
+    input: str = "input"
+    output: str = "output"
+
+    @property
+    def read(self) -> frozenset[str]:
+        """Every key a record is read from; the others are ignored."""
+        return frozenset(("id", "messages", self.instruction, self.input, self.output))
+
+    def describe(self) -> str:
+        return f"'{self.instruction}', '{self.input}', '{self.output}'"
+
+
+DEFAULT_FIELDS = RecordFields()
+# How many of a record's own keys an error message lists.
+_KEYS_SHOWN = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +137,9 @@ def _check_text(value: str, what: str) -> str:
     return value
 
 
-def _string_field(obj: dict, key: str, *, required: bool) -> str:
+def string_field(obj: dict, key: str, *, required: bool) -> str:
+    """The text under `key` (InvalidRecord with the reason when it is not usable
+    text; a missing or null optional field is "")."""
     if key not in obj or (obj[key] is None and not required):
         if required:
             raise InvalidRecord(f"missing field '{key}'")
@@ -163,8 +190,9 @@ def _parse_messages(raw: object) -> tuple[Message, ...]:
     return tuple(messages)
 
 
-def parse_record(obj: object) -> Record:
-    """Validate one decoded JSON value and turn it into a Record."""
+def parse_record(obj: object, fields: RecordFields = DEFAULT_FIELDS) -> Record:
+    """Validate one decoded JSON value and turn it into a Record; an Alpaca record's
+    fields are read from the keys `fields` names."""
     if not isinstance(obj, dict):
         raise InvalidRecord(f"record must be an object, not {_describe(obj)}")
     raw_id = obj.get("id")
@@ -189,21 +217,35 @@ def parse_record(obj: object) -> Record:
             rid = str(raw_id)
         return Record(rid, instruction, "", output, messages, split_key=rid,
                       derived_id=raw_id is None)
-    if "instruction" not in obj and "output" not in obj:
-        raise InvalidRecord(
-            "neither an Alpaca record ('instruction', 'input', 'output') "
-            "nor a chat record ('messages')")
-    instruction = _string_field(obj, "instruction", required=True)
+    f = fields
+    if f.instruction not in obj and f.output not in obj:
+        raise InvalidRecord(_not_a_record(obj, f))
+    instruction = string_field(obj, f.instruction, required=True)
     if not instruction.strip():
-        raise InvalidRecord("field 'instruction' is empty")
-    input_text = _string_field(obj, "input", required=False)
-    output = _string_field(obj, "output", required=True)
+        raise InvalidRecord(f"field '{f.instruction}' is empty")
+    input_text = string_field(obj, f.input, required=False)
+    output = string_field(obj, f.output, required=True)
     if raw_id is None:
         rid = content_key({"instruction": instruction, "input": input_text, "output": output})
     else:
         rid = str(raw_id)
     return Record(rid, instruction, input_text, output, None, split_key=rid,
                   derived_id=raw_id is None)
+
+
+def _not_a_record(obj: dict, fields: RecordFields) -> str:
+    """Why a record is neither kind, with its own keys, so that the mapping to set
+    is plain (a file with `prompt` and `completion` needs instruction_key and
+    output_key)."""
+    message = (f"neither an Alpaca record ({fields.describe()}) "
+               "nor a chat record ('messages')")
+    keys = [str(k) for k in obj]
+    if not keys:
+        return message + "; the record is empty"
+    shown = ", ".join(f"'{k}'" for k in keys[:_KEYS_SHOWN])
+    more = f" and {len(keys) - _KEYS_SHOWN} more" if len(keys) > _KEYS_SHOWN else ""
+    return (f"{message}; its keys are {shown}{more}: name yours with instruction_key, "
+            "input_key and output_key")
 
 
 @dataclass
@@ -214,6 +256,9 @@ class ScanResult:
     errors: list[RecordError]
     # Location (line or index) of each good record, parallel to `records`.
     locations: list[int] = field(default_factory=list)
+    # Keys of the good records that nothing reads (`chosen`, `model_response`, a
+    # misnamed field), each with how many records hold it, most common first.
+    ignored_keys: dict[str, int] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -233,9 +278,10 @@ class Dataset:
     JSON list items); `get(i)` reads and checks one entry on demand; `scan()` checks
     them all. Use as a context manager, or call `close()`."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, fields: RecordFields | None = None):
         self.path = Path(path)
         self.name = str(path)
+        self.fields = fields or DEFAULT_FIELDS
         self._mm: mmap.mmap | None = None
         self._file = None
         self._offsets = array.array("q")
@@ -382,7 +428,17 @@ class Dataset:
             return i
         return self._line_numbers[i] if self._line_numbers is not None else i + 1
 
-    def _error(self, i: int, message: str) -> RecordError:
+    def entry_at(self, location: int) -> int:
+        """The entry at a location `location()` gave (a JSONL line, a list index)."""
+        if self._items is not None or self._line_numbers is None:
+            return location if self._items is not None else location - 1
+        i = bisect.bisect_left(self._line_numbers, location)
+        if i == len(self._line_numbers) or self._line_numbers[i] != location:
+            raise IndexError(f"{self.name}: no entry at line {location}")
+        return i
+
+    def error_at(self, i: int, message: str) -> RecordError:
+        """`message` about entry i, located by its line or index."""
         if self._items is not None:
             return RecordError(self.name, message, index=i)
         return RecordError(self.name, message, line=self.location(i))
@@ -394,6 +450,11 @@ class Dataset:
         start = self._offsets[i]
         end = self._mm.find(b"\n", start)
         return self._mm[start:end if end >= 0 else len(self._mm)].decode("utf-8", "replace")
+
+    def value(self, i: int) -> object:
+        """Entry i as decoded JSON, unchecked (InvalidRecord when it is not JSON): for
+        a caller that reads keys of its own besides the record's."""
+        return self._decode(i)
 
     def _decode(self, i: int) -> object:
         if self._items is not None:
@@ -422,9 +483,9 @@ class Dataset:
     def get(self, i: int) -> Record | RecordError:
         """Entry i, read and checked now."""
         try:
-            return parse_record(self._decode(i))
+            return parse_record(self._decode(i), self.fields)
         except InvalidRecord as exc:
-            return self._error(i, str(exc))
+            return self.error_at(i, str(exc))
 
     def scan(self, progress: Callable[[int, int], None] | None = None,
              every: int = 10_000) -> ScanResult:
@@ -437,6 +498,10 @@ class Dataset:
         locations: list[int] = []
         first_seen: dict[str, int] = {}
         repeats: dict[str, int] = {}
+        # Records counted by their keys (as a tuple: cheaper than a set per record);
+        # the ignored ones are worked out once at the end.
+        shapes: dict[tuple, int] = {}
+        fields = self.fields
         jsonl = self._items is None
         total = len(self)
         with _collector_paused():
@@ -444,14 +509,18 @@ class Dataset:
                 if progress is not None and i % every == 0:
                     progress(i, total)
                 where = self.location(i)
-                item = self.get(i)
-                if isinstance(item, RecordError):
-                    errors.append(item)
+                try:
+                    value = self._decode(i)
+                    item = parse_record(value, fields)
+                except InvalidRecord as exc:
+                    errors.append(self.error_at(i, str(exc)))
                     continue
+                shape = tuple(value)
+                shapes[shape] = shapes.get(shape, 0) + 1
                 if item.id in first_seen:
                     if not item.derived_id:
                         unit = "line" if jsonl else "index"
-                        errors.append(self._error(
+                        errors.append(self.error_at(
                             i, f"duplicate id '{item.id}' (first at {unit} "
                                f"{first_seen[item.id]})"))
                         continue
@@ -461,7 +530,17 @@ class Dataset:
                     first_seen[item.id] = where
                 records.append(item)
                 locations.append(where)
-        return ScanResult(records, errors, locations)
+        return ScanResult(records, errors, locations, _ignored(shapes, fields))
+
+
+def _ignored(shapes: dict[tuple, int], fields: RecordFields) -> dict[str, int]:
+    read = fields.read
+    counts: dict[str, int] = {}
+    for shape, n in shapes.items():
+        for key in shape:
+            if key not in read:
+                counts[key] = counts.get(key, 0) + n
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 @contextlib.contextmanager
@@ -477,7 +556,7 @@ def _collector_paused():
             gc.enable()
 
 
-def load_records(path: str | os.PathLike) -> ScanResult:
+def load_records(path: str | os.PathLike, fields: RecordFields | None = None) -> ScanResult:
     """Open, check and close a dataset file in one call."""
-    with Dataset(path) as ds:
+    with Dataset(path, fields) as ds:
         return ds.scan()

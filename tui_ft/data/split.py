@@ -1,6 +1,12 @@
-"""Seeded train / validation / test split. A record's split is a function of its
-split key (its id, or its content) and the seed alone, so adding or removing other
-records never moves it, and exact duplicates never straddle train and test."""
+"""Train / validation / test split, by one of two methods:
+
+- `hash` (the default): a record's split is a function of its split key (its id, or
+  its content) and the seed alone, so adding or removing other records never moves
+  it, and exact duplicates never straddle train and test.
+- `ordered`: file order, as the script of "Build a Large Language Model (From
+  Scratch)", ch. 7 slices it: train is the first int(n * train) records, test the
+  next int(n * test), validation the rest (85/5/10 of its 1,100 records: 935 / 110
+  / 55). Editing the file moves records between splits; the seed plays no part."""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from .records import Record
 
 SPLITS = ("train", "val", "test")
 DEFAULT_RATIOS = (0.85, 0.05, 0.10)
+SPLIT_METHODS = ("hash", "ordered")
 
 
 class SplitError(TuiFtError):
@@ -80,17 +87,37 @@ class Splits:
 
 
 def split_records(records: Sequence[Record], seed: int = 123,
-                  ratios: Sequence[float] = DEFAULT_RATIOS) -> Splits:
+                  ratios: Sequence[float] = DEFAULT_RATIOS, method: str = "hash") -> Splits:
+    """The one split of a record list: training, responses, `data inspect` and the
+    Datasets screen all call it, so they agree on which record is where."""
     ratios = check_ratios(ratios)
+    if method == "ordered":
+        return _ordered_split(records, ratios)
+    if method != "hash":
+        raise SplitError(f"unknown split method '{method}' (expected "
+                         f"{' or '.join(SPLIT_METHODS)})")
     out: dict[str, list[Record]] = {"train": [], "val": [], "test": []}
     for record in records:
         out[assign_split(record.split_key or record.id, seed, ratios)].append(record)
     return Splits(out["train"], out["val"], out["test"])
 
 
-def splits_from_files(train: str, val: str | None = None, test: str | None = None) -> tuple[Splits, list]:
-    """Splits given as separate files (no seeded assignment). Returns the splits and
-    the located errors of all three files; a missing file raises DatasetError."""
+def _ordered_split(records: Sequence[Record], ratios: Sequence[float]) -> Splits:
+    # The book's slicing, to the record: int() truncates, test comes right after
+    # train, and validation takes what is left (so it gets the rounding).
+    n = len(records)
+    n_train = int(n * ratios[0])
+    n_test = int(n * ratios[2])
+    records = list(records)
+    return Splits(records[:n_train], records[n_train + n_test:],
+                  records[n_train:n_train + n_test])
+
+
+def splits_from_files(train: str, val: str | None = None, test: str | None = None, *,
+                      fields=None) -> tuple[Splits, list]:
+    """Splits given as separate files (no seeded assignment), read with `fields` (a
+    RecordFields). Returns the splits and the located errors of all three files; a
+    missing file raises DatasetError."""
     from .records import load_records
 
     out: dict[str, list[Record]] = {}
@@ -99,7 +126,7 @@ def splits_from_files(train: str, val: str | None = None, test: str | None = Non
         if path is None:
             out[name] = []
             continue
-        result = load_records(path)
+        result = load_records(path, fields)
         out[name] = result.records
         errors.extend(result.errors)
     seen: dict[str, str] = {}

@@ -1,6 +1,8 @@
 """Datasets screen: open a file, page through its records, and see each one exactly
 as the model is trained on it (style, tokens, masked prompt), with load errors,
-split sizes and token-length statistics."""
+split sizes and token-length statistics. The file is read, split and measured with
+the shared configuration's data settings (field keys, split method, max_length), as
+training reads it."""
 
 from __future__ import annotations
 
@@ -18,9 +20,10 @@ from textual.suggester import Suggester
 from textual.widgets import Input, Select, Static
 from textual.worker import get_current_worker
 
+from ...config import TrainConfig, resolve_data_path, short_data_path
 from ...data.batches import encode_record
-from ...data.records import Dataset, RecordError, ScanResult
-from ...data.split import DEFAULT_RATIOS, split_records
+from ...data.records import Dataset, RecordError, RecordFields, ScanResult
+from ...data.split import split_records
 from ...data.stats import length_stats, token_lengths
 from ...data.styles import StyleCatalog, load_styles
 from ...errors import TuiFtError
@@ -30,14 +33,7 @@ from ..widgets.prompt_preview import PromptPreview
 from ..widgets.record_list import RecordList
 
 MAX_ERRORS_LISTED = 500
-
-
-def context_length(model: str) -> int:
-    """The context of a preset (no torch needed); GPT-2's 1024 for anything else."""
-    from ...model.presets import get_preset
-
-    preset = get_preset(model)
-    return preset.context_length if preset is not None else 1024
+IGNORED_KEYS_SHOWN = 4
 
 
 class PathSuggester(Suggester):
@@ -50,7 +46,8 @@ class PathSuggester(Suggester):
     async def get_suggestion(self, value: str) -> str | None:
         if not value:
             return None
-        expanded = os.path.expanduser(value)
+        # '@sample/' and '~' complete in the folders they stand for.
+        expanded = str(resolve_data_path(value)) + ("/" if value.endswith("/") else "")
         folder, prefix = os.path.split(expanded)
         try:
             names = sorted(os.listdir(folder or "."))
@@ -160,7 +157,7 @@ class DatasetsScreen(Screen):
     }
     DatasetsScreen #dataset-info {
         height: auto;
-        max-height: 2;
+        max-height: 3;
         padding: 0 1;
         color: $text-muted;
     }
@@ -173,17 +170,22 @@ class DatasetsScreen(Screen):
         self.scan: ScanResult | None = None
         self.lengths: list[int] = []
         self.catalog: StyleCatalog = load_styles()
-        self.style_name = "alpaca"
-        self.mask_prompt = False
-        self.max_length = 1024
-        self.seed = 123
-        self.ratios = DEFAULT_RATIOS
+        # Training's defaults until the shared configuration is read (on_screen_resume).
+        defaults = TrainConfig()
+        self.style_name = defaults.prompt_style
+        self.mask_prompt = defaults.mask_prompt
+        self.max_length = defaults.sequence_length()
+        self.seed = defaults.split_seed
+        self.ratios = tuple(defaults.split_ratios)
+        self.split_method = defaults.split_method
+        self.fields: RecordFields = defaults.record_fields()
         self.load_error: str | None = None
         self.side = ""  # "", "errors" or "histogram"
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="dataset-bar"):
-            yield Input(str(self.dataset_path or ""), placeholder="dataset file (.json, .jsonl)",
+            yield Input(short_data_path(self.dataset_path),
+                        placeholder="dataset file (.json, .jsonl; @sample/ for the samples)",
                         id="dataset-path", suggester=PathSuggester())
             yield Select([(n, n) for n in self.catalog.names()], value=self.style_name,
                          allow_blank=False, id="style-select")
@@ -199,18 +201,22 @@ class DatasetsScreen(Screen):
     def on_screen_resume(self) -> None:
         """Follow the shared configuration (edited on the Parameters screen)."""
         config = self.app.state.config
-        max_length = config.max_length or context_length(config.model)
+        max_length = config.sequence_length()
         restyle = config.prompt_style != self.style_name and config.prompt_style in \
             self.catalog.styles
+        split = (config.split_seed, tuple(config.split_ratios), config.split_method)
         changed = restyle or config.mask_prompt != self.mask_prompt or \
-            max_length != self.max_length
+            max_length != self.max_length or split != (self.seed, self.ratios, self.split_method)
+        # Other field keys read other records: the file is read again.
+        reread = config.record_fields() != self.fields
         self.mask_prompt, self.max_length = config.mask_prompt, max_length
-        self.seed, self.ratios = config.split_seed, tuple(config.split_ratios)
+        self.seed, self.ratios, self.split_method = split
+        self.fields = config.record_fields()
         if restyle:
             self.query_one("#style-select", Select).value = config.prompt_style
         path = config.dataset_path()
-        if path is not None and path != self.dataset_path:
-            self.query_one("#dataset-path", Input).value = str(path)
+        if path is not None and (path != self.dataset_path or reread):
+            self.query_one("#dataset-path", Input).value = short_data_path(path)
             self.open_dataset(path)
         elif changed:
             self.show_preview(self.query_one(RecordList).cursor)
@@ -251,14 +257,14 @@ class DatasetsScreen(Screen):
 
     def open_dataset(self, path: Path) -> None:
         self.dataset_path = Path(path)
-        self._set_info(Text(f"opening {visible(str(path))} ..."))
+        self._set_info(Text(f"opening {visible(short_data_path(path))} ..."))
         self._open_worker(self.dataset_path)
 
     @work(thread=True, exclusive=True, group="dataset", exit_on_error=False)
     def _open_worker(self, path: Path) -> None:
         worker = get_current_worker()
         try:
-            dataset = Dataset(path)
+            dataset = Dataset(path, self.fields)
         except TuiFtError as exc:
             self.post_message(DatasetFailed(str(exc)))
             return
@@ -367,11 +373,19 @@ class DatasetsScreen(Screen):
         if self.scan is None:
             parts.append("checking records ...")
         else:
-            splits = split_records(self.scan.records, seed=self.seed, ratios=self.ratios)
+            splits = split_records(self.scan.records, seed=self.seed, ratios=self.ratios,
+                                   method=self.split_method)
             sizes = splits.sizes()
             parts.append(f"{len(self.scan.errors):,} bad")
-            parts.append(f"train {sizes['train']:,} / val {sizes['val']:,} / "
-                         f"test {sizes['test']:,}")
+            parts.append(f"{self.split_method} split: train {sizes['train']:,} / "
+                         f"val {sizes['val']:,} / test {sizes['test']:,}")
+            ignored = list(self.scan.ignored_keys)
+            if ignored:
+                keys = ", ".join(visible(k, keep_newlines=False)
+                                 for k in ignored[:IGNORED_KEYS_SHOWN])
+                more = f" +{len(ignored) - IGNORED_KEYS_SHOWN}" if len(ignored) > \
+                    IGNORED_KEYS_SHOWN else ""
+                parts.append(f"keys not read: {keys}{more}")
             stats = length_stats(self.lengths)
             if not stats:
                 parts.append("counting tokens ...")
@@ -390,14 +404,21 @@ class DatasetsScreen(Screen):
             panel.border_title = "load errors"
             if self.scan is None:
                 body.update(Text("checking records ..."))
-            elif not self.scan.errors:
-                body.update(Text("no bad records"))
             else:
                 errors = self.scan.errors
                 lines = [visible(str(e), keep_newlines=False) for e in errors[:MAX_ERRORS_LISTED]]
                 if len(errors) > MAX_ERRORS_LISTED:
                     lines.append(f"... and {len(errors) - MAX_ERRORS_LISTED:,} more "
                                  "(tui-ft data inspect --json lists all)")
+                if not errors:
+                    lines.append("no bad records")
+                ignored = self.scan.ignored_keys
+                if ignored:
+                    lines.append("")
+                    lines.append("keys not read (records holding each): " + ", ".join(
+                        f"{visible(k, keep_newlines=False)} ({n:,})" for k, n in ignored.items()))
+                    lines.append("To read one, name it as instruction_key, input_key or "
+                                 "output_key (Params, 2).")
                 body.update(Text("\n".join(lines)))
         self.query_one("#side-scroll").display = self.side != "histogram"
         if self.side == "histogram":
@@ -436,9 +457,9 @@ class DatasetsScreen(Screen):
     def _path_submitted(self, event: Input.Submitted) -> None:
         value = event.value.strip()
         if value:
-            path = Path(os.path.expanduser(value))
+            path = resolve_data_path(value)
             self.open_dataset(path)
-            self._update_config(dataset=str(path))
+            self._update_config(dataset=short_data_path(path))
             self.query_one(RecordList).focus()
 
     @on(Select.Changed, "#style-select")
