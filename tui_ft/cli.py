@@ -21,6 +21,8 @@ commands:
   tui-ft runs                     list runs; attach RUN follows one, stop RUN stops one
   tui-ft responses RUN            answer the test split, into RUN/responses.jsonl
   tui-ft grades export RUN OUT    write the graded responses as JSONL
+  tui-ft grades import FILE --run NAME
+                                  make a run of answers made elsewhere, to grade them
   tui-ft generate -m M -p TEXT    answer an instruction with a model
   tui-ft export SOURCE OUT_DIR    write a model in Hugging Face GPT-2 layout
 
@@ -206,9 +208,11 @@ def _add_train_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_grades_commands(sub: argparse._SubParsersAction) -> None:
-    grades = sub.add_parser("grades", help="export or summarise a run's grades",
+    grades = sub.add_parser("grades", help="export or summarise a run's grades, or import "
+                                           "answers to grade",
                             description="The grades given in the Grading screen.")
-    grades_sub = grades.add_subparsers(dest="grades_command", metavar="{export,summary}")
+    grades_sub = grades.add_subparsers(dest="grades_command",
+                                       metavar="{export,summary,import}")
     grades_sub.required = True
     export = grades_sub.add_parser(
         "export", help="write graded responses as JSONL",
@@ -220,6 +224,27 @@ def _add_grades_commands(sub: argparse._SubParsersAction) -> None:
     summary = grades_sub.add_parser("summary", help="counts and accuracy")
     summary.add_argument("run", help="run folder or name")
     summary.add_argument("--json", action="store_true")
+    imp = grades_sub.add_parser(
+        "import", help="grade answers made elsewhere",
+        description="Make a run folder (state: imported, no checkpoints) from a file of "
+                    "records that hold an instruction, its expected output and a model's "
+                    "answer (JSON list or JSONL), so the Grading screen opens it ('tui-ft "
+                    "NAME') and 'grades export' writes it like any run's.")
+    imp.add_argument("responses", metavar="RESPONSES",
+                     help="the answers: .json list or .jsonl")
+    imp.add_argument("--run", required=True, metavar="NAME",
+                     help="name of the run folder to create under the runs directory "
+                          "(an existing one is never replaced)")
+    imp.add_argument("--response-key", default="response", metavar="KEY",
+                     help="the key of each record's answer (default: response; the book's "
+                          "file uses model_response)")
+    imp.add_argument("--label", metavar="TEXT",
+                     help="what made the answers, shown and exported as their checkpoint "
+                          "(default: the file's name)")
+    for field in ("instruction", "input", "output"):
+        imp.add_argument(f"--{field}-key", metavar="KEY",
+                         help=f"the key of each record's {field} (default: {field})")
+    imp.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -317,16 +342,23 @@ def _main(argv: list[str] | None = None) -> int:
 
         from .ui.app import run_app
 
-        dataset = Path(args.dataset).expanduser() if args.dataset else None
+        # Kept as typed: the configuration resolves it ('@sample/', '~') like every
+        # data path, and shows it short.
+        dataset = Path(args.dataset) if args.dataset else None
         config = Path(args.config).expanduser() if args.config else None
         run_path = None
+        start_mode = args.screen
         if run_name:
             from .commands.train import find_run
+            from .grade.imported import is_imported
 
-            run_path = find_run(run_name).path
+            run = find_run(run_name)
+            run_path = run.path
+            if start_mode is None and is_imported(run):
+                start_mode = "grading"  # imported answers have nothing to train or watch
         return run_app(mouse=not args.no_mouse, dataset_path=dataset, config_path=config,
                        run=run_path, low_bandwidth=args.low_bandwidth,
-                       start_mode=args.screen)
+                       start_mode=start_mode)
     except TuiFtError as exc:
         from .text import visible
 

@@ -1,4 +1,5 @@
-"""`tui-ft grades export RUN OUT.jsonl` and `tui-ft grades summary RUN`."""
+"""`tui-ft grades export RUN OUT.jsonl`, `tui-ft grades summary RUN` and `tui-ft grades
+import RESPONSES --run NAME`."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import TuiFtError
+from ..text import visible
 from ..grade.responses import read_responses
 from ..grade.store import GradeStore
 from .train import find_run
@@ -21,7 +23,32 @@ def _load(run_name: str):
     return run, responses, GradeStore(run)
 
 
+def cmd_import(args) -> int:
+    from ..grade.imported import import_answers
+
+    fields = {f"{name}_key": getattr(args, f"{name}_key") for name in
+              ("instruction", "input", "output") if getattr(args, f"{name}_key") is not None}
+    summary = import_answers(args.responses, args.run, response_key=args.response_key,
+                             label=args.label, fields=fields)
+    if summary["ignored_keys"]:
+        keys = ", ".join(f"'{visible(k, keep_newlines=False)}'"
+                         for k in list(summary["ignored_keys"])[:10])
+        print(f"tui-ft: note: keys not read: {keys}", file=sys.stderr)
+    print(f"{summary['count']} answers ({visible(summary['label'], keep_newlines=False)}; "
+          f"exact match {summary['correct']}/{summary['count']}) -> {summary['run_path']}",
+          file=sys.stderr)
+    print(f"grade them with 'tui-ft {summary['run']}'; export with 'tui-ft grades export "
+          f"{summary['run']} OUT.jsonl'", file=sys.stderr)
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False))
+    else:
+        print(summary["run_path"])
+    return 0
+
+
 def run(args) -> int:
+    if args.grades_command == "import":
+        return cmd_import(args)
     run_, responses, store = _load(args.run)
     if args.grades_command == "export":
         summary = store.export(responses, Path(args.out))

@@ -1,0 +1,124 @@
+"""Answers imported with `tui-ft grades import` in the Grading screen: opened through
+Textual's Pilot (graded, and the marks exported by the CLI), and through the real
+`tui-ft NAME` on a pty, which opens an imported run on the Grading screen."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+
+from tui_ft.grade.imported import import_answers
+from tui_ft.paths import runs_dir
+from tui_ft.train.run import Run
+from tui_ft.ui.app import create_app
+
+LABEL = "other-tool v2"
+ANSWERS = [
+    {"instruction": "Name the capital of Italy.", "input": "", "output": "Rome",
+     "model_response": "Rome"},
+    {"instruction": "Give the opposite of \"hot\".", "input": "", "output": "cold",
+     "model_response": "warm"},
+    {"instruction": "[bold]Not markup[/bold] \x1b]0;PWNED\x07", "input": "x",
+     "output": "y", "model_response": "[red]z[/red]"},
+]
+
+
+def imported_run(tmp_path) -> Run:
+    source = tmp_path / "answers.json"
+    source.write_text(json.dumps(ANSWERS), encoding="utf-8")
+    import_answers(str(source), "imported-demo", response_key="model_response", label=LABEL)
+    return Run.open(runs_dir() / "imported-demo")
+
+
+async def wait_for(pilot, condition, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await pilot.pause(0.05)
+
+
+def text_of(screen, selector: str) -> str:
+    return str(screen.query_one(selector).content)
+
+
+async def test_grading_screen_grades_imported_answers(tmp_path, run_cli):
+    run = imported_run(tmp_path)
+    app = create_app(run=run.path, start_mode="grading")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: len(screen.responses) == 3)
+        header = text_of(screen, "#grading-header")
+        assert "imported-demo" in header and LABEL in header and "3 responses" in header
+        assert screen.current["instruction"] == ANSWERS[0]["instruction"]
+        await pilot.press("c")
+        assert screen.current["instruction"] == ANSWERS[1]["instruction"]  # auto-advance
+        await pilot.press("w")
+        assert text_of(screen, "#grading-progress").startswith("2/3 graded")
+        # Generating needs a checkpoint: an imported run has none, and the screen says so
+        # instead of failing.
+        await pilot.press("r")
+        await pilot.pause(0.2)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is screen)
+    journal = [json.loads(line) for line in run.grades_path.read_text().splitlines()]
+    assert [(e["grade"], e["checkpoint"]) for e in journal] == [("correct", LABEL),
+                                                               ("wrong", LABEL)]
+    out = tmp_path / "graded.jsonl"
+    proc = run_cli("grades", "export", "imported-demo", str(out))
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [(r["response"], r["grade"], r["checkpoint"]) for r in rows] == [
+        ("Rome", "correct", LABEL), ("warm", "wrong", LABEL), ("[red]z[/red]", "ungraded", LABEL)]
+
+
+def test_tui_ft_name_opens_an_imported_run_on_the_grading_screen(tmp_path):
+    """`tui-ft NAME` (no --screen) on a real pty: the Grading screen, not Training."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    imported_run(tmp_path)
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    env = dict(os.environ, TERM="xterm-256color", TEXTUAL_ANIMATIONS="none")
+    proc = subprocess.Popen([sys.executable, "-m", "tui_ft.cli", "imported-demo"],
+                            stdin=slave, stdout=slave, stderr=slave, env=env,
+                            start_new_session=True)
+    os.close(slave)
+    output = b""
+
+    def read_until(predicate, seconds: float) -> None:
+        nonlocal output
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not predicate():
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    output += os.read(master, 65536)
+                except OSError:
+                    return
+
+    try:
+        read_until(lambda: b"capital of Italy" in output, 30)
+        os.write(master, b"c")
+        deadline = time.monotonic() + 10
+        grades = Run(runs_dir() / "imported-demo").grades_path
+        while not grades.exists() and time.monotonic() < deadline:
+            read_until(lambda: False, 0.1)
+        os.write(master, b"q")
+        proc.wait(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    assert b"capital of Italy" in output, output[-2000:]
+    assert b"\x1b]0;PWNED" not in output
+    (entry,) = [json.loads(line) for line in grades.read_text().splitlines()]
+    assert (entry["grade"], entry["checkpoint"]) == ("correct", LABEL)
