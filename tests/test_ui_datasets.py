@@ -312,3 +312,25 @@ async def test_split_method_and_field_keys_follow_the_configuration(tmp_path):
         side = str(screen.query_one("#side-body").content)
         assert "no bad records" in side and "score (40)" in side
         assert "Question 0?" in preview_text(screen) and "Answer 0" in preview_text(screen)
+
+
+async def test_a_path_typed_right_after_o_reaches_the_field():
+    """Keys that arrive in one read (a paste, a slow SSH link, tmux send-keys) are
+    queued before `o` has run: the path must still go to the field, not to s, m, h."""
+    from textual import events
+
+    app = create_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.scan is not None)
+        for key in ["o", *"@sample/chat.jsonl", "enter"]:
+            app.post_message(events.Key(key, key if len(key) == 1 else None))
+        await wait_for(pilot, lambda: screen.scan is not None
+                       and screen.query_one(RecordList).count == 60)
+        assert (screen.style_name, screen.mask_prompt, screen.side) == ("alpaca", False, "")
+        assert path_field(screen) == "@sample/chat.jsonl"
+        # In the field, `o` is a letter.
+        await pilot.press("o")
+        screen.query_one("#dataset-path").value = ""
+        await pilot.press(*"foo", "enter")
+        assert app.state.config.dataset == "foo"

@@ -104,7 +104,10 @@ class DatasetsScreen(Screen):
     # way here (1 then h) would be typed into the field before on_mount moved the focus.
     AUTO_FOCUS = "#record-list"
     BINDINGS = [
-        Binding("o", "open_file", "Open"),
+        # Priority: acted on as the key arrives, so a path typed or pasted right after
+        # it (one read of a slow link, tmux send-keys) goes to the field, not to the
+        # bindings; off while the field has focus, where `o` is a letter.
+        Binding("o", "open_file", "Open", priority=True),
         Binding("s", "next_style", "Style"),
         Binding("m", "toggle_mask", "Mask prompt"),
         Binding("e", "toggle_errors", "Errors"),
@@ -443,8 +446,15 @@ class DatasetsScreen(Screen):
 
     # -- actions -----------------------------------------------------------------
 
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action == "open_file" and self.focused is self.query_one("#dataset-path", Input):
+            return False
+        return True
+
     def action_open_file(self) -> None:
-        self.query_one("#dataset-path", Input).focus()
+        # Focused now, not on the next refresh: the keys after `o` are routed to
+        # whatever has focus when they arrive.
+        self.set_focus(self.query_one("#dataset-path", Input))
 
     def action_focus_list(self) -> None:
         # Escape leaves the path field; outside it, it closes the side panel.
