@@ -30,7 +30,7 @@ def settings_from_args(args) -> tuple[TrainConfig, int]:
              if getattr(args, option, None) is not None}
     if getattr(args, "split", None) is not None:
         given["split_ratios"] = list(parse_ratios(args.split))
-    config = TrainConfig.from_dict(given, source="options")
+    config = TrainConfig.from_dict(given, source="command line")
     max_length = args.max_length if args.max_length is not None else config.sequence_length()
     _check_max_length(max_length)
     return config, max_length

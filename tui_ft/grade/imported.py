@@ -101,7 +101,7 @@ def import_answers(source: str, name: str, *, response_key: str = "response",
     # The mapping is checked as a configuration's would be, and kept in the run's
     # config.yaml: the file is its dataset, read the way it was imported.
     config = TrainConfig.from_dict({"dataset": short_data_path(path.resolve()),
-                                    **(fields or {})}, source="options")
+                                    **(fields or {})}, source="command line")
     rows, ignored = read_answers(path, response_key, config)
 
     run = Run(target)
