@@ -403,7 +403,7 @@ def test_inspect_ordered_split_of_the_books_file(run_cli, run_cli_json, shared_i
     proc = run_cli("data", "inspect", shared_instructions, "--split-method", "ordered")
     assert "split (ordered, 85/5/10): train 935, val 55, test 110" in proc.stdout
     assert_clean_failure(run_cli("data", "inspect", shared_instructions, "--split-method",
-                                 "random"), "invalid choice", "ordered")
+                                 "random"), "split_method", "must be one of hash, ordered")
 
 
 def test_sample_prefix_in_inspect_and_preview(run_cli, run_cli_json, sample_data_dir):

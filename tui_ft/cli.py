@@ -95,7 +95,7 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
                          help="split seed of the hash method (default: training's split_seed)")
     inspect.add_argument("--split", metavar="TRAIN/VAL/TEST",
                          help="split ratios, e.g. 85/5/10 (default: training's split_ratios)")
-    inspect.add_argument("--split-method", choices=["hash", "ordered"],
+    inspect.add_argument("--split-method", metavar="hash|ordered",
                          help="hash: by id and seed, stable under edits; ordered: file order "
                               "as the book's script (default: training's split_method)")
 
