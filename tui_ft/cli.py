@@ -200,7 +200,16 @@ def _add_train_commands(sub: argparse._SubParsersAction) -> None:
     resp.add_argument("--split", default="test", choices=["test", "val", "train"])
     resp.add_argument("--batch-size", type=int, default=16, metavar="N")
     resp.add_argument("--max-new-tokens", type=int, default=None, metavar="N",
-                      help="default: the run's max_new_tokens")
+                      help="longest answer (default: the run's max_new_tokens; lowered when "
+                           "the longest prompt leaves less room in the model's context)")
+    resp.add_argument("--temperature", type=float, default=None, metavar="T",
+                      help="0 is greedy; above 0 samples (default: the run's temperature)")
+    resp.add_argument("--top-k", type=int, default=None, metavar="K",
+                      help="sample only from the K most likely tokens (default: the run's)")
+    resp.add_argument("--top-p", type=float, default=None, metavar="P",
+                      help="nucleus sampling threshold (default: the run's)")
+    resp.add_argument("--seed", type=int, default=None,
+                      help="sampling seed (default: the run's seed)")
     resp.add_argument("--device", default="auto")
     resp.add_argument("--cuda-graphs", action="store_true",
                       help="replay each batch's decoding step as a CUDA graph (CUDA only)")

@@ -204,8 +204,12 @@ class TrainConfig:
                                  "(pair it with packing or pad_to_multiple_of).",
                                  choices=COMPILE_MODES)
     # -- generation --------------------------------------------------------------
-    max_new_tokens: int = _p(256, "generation", "Longest answer generated for a test record.",
-                             int, minimum=1)
+    # Fits the default model: tiny's context is 256 tokens, prompt and answer together.
+    # The sample data's answers are at most 15 tokens, the book's at most 50.
+    max_new_tokens: int = _p(128, "generation",
+                             "Longest answer generated for a test record (lowered at "
+                             "generation when the longest prompt leaves less room in the "
+                             "model's context).", int, minimum=1)
     temperature: float = _p(0.0, "generation", "0 is greedy; above 0 samples.", float,
                             minimum=0.0)
     top_k: int | None = _p(None, "generation", "Sample from the K most likely tokens.", int,
@@ -489,6 +493,13 @@ def _cross_checks(c: dict, given: set) -> list[Problem]:
     if preset is not None and c["max_length"] and c["max_length"] > preset.context_length:
         out.append(Problem("max_length", c["max_length"],
                            f"longer than {c['model']}'s context ({preset.context_length})"))
+    if preset is not None and c["max_new_tokens"] >= preset.context_length:
+        # Prompt and answer share the context; generation lowers the value further when
+        # the longest test prompt needs it, but this leaves no room for any prompt.
+        out.append(Problem("max_new_tokens", c["max_new_tokens"],
+                           f"leaves no room for the prompt in {c['model']}'s "
+                           f"{preset.context_length}-token context: use less, e.g. "
+                           f"{preset.context_length // 2}"))
     if c["max_steps"] == 0:
         out.append(Problem("max_steps", 0, "must be -1 (use epochs) or at least 1"))
     return out

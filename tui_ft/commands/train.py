@@ -222,21 +222,30 @@ def cmd_stop(args) -> int:
 
 
 def cmd_responses(args) -> int:
+    from ..errors import TuiFtError
     from ..grade.responses import generate_responses
 
+    if args.batch_size < 1:
+        raise TuiFtError(f"--batch-size {args.batch_size}: must be at least 1")
     run = find_run(args.run)
     line = ProgressLine()
     t0 = time.monotonic()
 
     def progress(done: int, total: int) -> None:
+        # A batch's answers arrive together: before the first whole batch, a rate
+        # from one answer would promise hours.
         rate = done / max(1e-9, time.monotonic() - t0)
-        line.update(f"responses {done}/{total} | ETA {format_duration((total - done) / rate)}",
+        eta = (total - done) / rate if done >= min(total, args.batch_size) else None
+        line.update(f"responses {done}/{total} | ETA {format_duration(eta)}",
                     force=done == total)
 
     try:
         summary = generate_responses(run, checkpoint=args.checkpoint, split=args.split,
                                      device=args.device, batch_size=args.batch_size,
-                                     max_new_tokens=args.max_new_tokens, on_progress=progress,
+                                     max_new_tokens=args.max_new_tokens,
+                                     temperature=args.temperature, top_k=args.top_k,
+                                     top_p=args.top_p, seed=args.seed, on_progress=progress,
+                                     on_note=lambda text: line.message(f"note: {text}"),
                                      cuda_graphs=args.cuda_graphs)
     finally:
         line.close()
@@ -245,6 +254,9 @@ def cmd_responses(args) -> int:
     print(f"exact match: {summary['correct']}/{summary['count']} "
           f"({100 * summary['exact_match']:.1f}%); stopped at end of text: "
           f"{summary['stopped_at_end_of_text']}/{summary['count']}", file=sys.stderr)
+    if summary["prompts_cut"]:
+        print(f"{summary['prompts_cut']} prompts were cut at the start to fit the model's "
+              f"context (their lines say prompt_truncated)", file=sys.stderr)
     if args.json:
         print(json.dumps(summary))
     return 0

@@ -126,6 +126,30 @@ def _fit(prompt: list[int], budget: int, max_new_tokens: int, context: int):
     return list(prompt[cut:]), cut, note
 
 
+def fit_max_new_tokens(requested: int, context: int,
+                       prompt_lengths: list[int]) -> tuple[int, str | None]:
+    """The answer length to generate with: `requested`, lowered so that the longest
+    prompt and its answer fit the model's `context`; and a note saying so (None when
+    nothing changed). One very long prompt must not shrink every answer to nothing:
+    the length never drops below a quarter of the context, and the prompts that are
+    then too long lose their start (generate() cuts them and says so per result)."""
+    longest = max(prompt_lengths, default=0)
+    room = context - longest
+    if requested <= room:
+        return requested, None
+    floor = min(requested, max(1, context // 4))
+    chosen = max(room, floor)
+    if chosen == room:
+        return chosen, (f"max_new_tokens {requested} lowered to {chosen}: prompt and answer "
+                        f"share the model's {context}-token context and the longest prompt "
+                        f"has {longest} tokens")
+    cut = sum(1 for n in prompt_lengths if n > context - chosen)
+    many = f"{cut} prompts longer than" if cut != 1 else "1 prompt longer than"
+    return chosen, (f"max_new_tokens {requested} lowered to {chosen}, a quarter of the "
+                    f"model's {context}-token context; {many} {context - chosen} tokens "
+                    f"{'are' if cut != 1 else 'is'} cut at the start")
+
+
 def generate(model, prompts: list[list[int]], config: GenerationConfig, *,
              batch_size: int = 16,
              on_result: Callable[[int, GenerationResult], None] | None = None,

@@ -18,13 +18,15 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Input, Static
 
+from ...config import ConfigError, check, read_yaml
 from ...errors import TuiFtError
 from ...grade.responses import partial_path
 from ...grade.store import GradeError, GradeStore
 from ...paths import runs_dir
 from ...train.run import Run, list_runs
 from ..widgets.key_legend import KeyLegend
-from ..widgets.grade_pickers import CheckpointPicker, RunPicker
+from ..widgets.grade_pickers import (GENERATION_FIELDS, CheckpointPicker, GenerateRequest,
+                                     RunPicker)
 from ..widgets.response_job import GenerationJob, ResponseFeed, count_test_records
 from ..widgets.response_view import ResponseView, shown
 
@@ -256,7 +258,10 @@ class GradingScreen(Screen):
     def _generation_ended(self, job: GenerationJob, code: int) -> None:
         if code == 0 or (code == -1 and not partial_path(job.run).exists()):
             self._reload_responses()
-            self._say(f"{len(self.responses)} responses from {job.checkpoint} are complete")
+            summary = job.run.read_status().get("responses")
+            note = summary.get("note") if isinstance(summary, dict) else None
+            self._say(f"{len(self.responses)} responses from {job.checkpoint} are complete"
+                      + (f" ({note})" if isinstance(note, str) else ""))
         elif code == -1:
             self._say(f"generation with {job.checkpoint} stopped before the end; r starts "
                       "it again", error=True)
@@ -627,7 +632,20 @@ class GradingScreen(Screen):
             self._say(f"generation with {self.job.checkpoint} is already running "
                       f"(pid {self.job.pid}; log {self.job.log_path})")
             return
-        self.app.push_screen(CheckpointPicker(self.run, self._replace_warning()),
+        # Read now: a config that cannot be used would only fail the generation. Its
+        # generation settings are checked (and can be corrected) in the dialog.
+        try:
+            config = read_yaml(self.run.config_path)
+            _, problems = check(config)
+        except (OSError, TuiFtError) as exc:
+            self._say(f"cannot generate: {exc}", error=True)
+            return
+        problems = [p for p in problems if p.key not in GENERATION_FIELDS]
+        if problems:
+            self._say(f"cannot generate: {ConfigError(problems, str(self.run.config_path))}",
+                      error=True)
+            return
+        self.app.push_screen(CheckpointPicker(self.run, self._replace_warning(), config),
                              self._checkpoint_picked)
 
     def _replace_warning(self) -> str:
@@ -645,17 +663,21 @@ class GradingScreen(Screen):
                 f"grades.jsonl, tied to {checkpoint}. Export first (e) to keep those answers "
                 "with their grades.")
 
-    def _checkpoint_picked(self, checkpoint: str | None) -> None:
-        if checkpoint is None or self.run is None:
+    def _checkpoint_picked(self, request: GenerateRequest | None) -> None:
+        if request is None or self.run is None:
             return
+        checkpoint = request.checkpoint
         partial_path(self.run).unlink(missing_ok=True)  # an interrupted run's leftovers
         try:
-            self.job = GenerationJob.start(self.run, checkpoint)
+            self.job = GenerationJob.start(self.run, checkpoint,
+                                           max_new_tokens=request.max_new_tokens,
+                                           temperature=request.temperature)
         except OSError as exc:
             self._say(f"cannot start generation: {exc}", error=True)
             return
         self._say(f"generating responses with {checkpoint} in the background "
-                  f"(log: {self.job.log_path})")
+                  f"(max new tokens {request.max_new_tokens}, temperature "
+                  f"{request.temperature:g}; log: {self.job.log_path})")
         self._count_expected(self.run)
         self._reload_responses()
         self._redraw()

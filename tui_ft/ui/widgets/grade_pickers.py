@@ -1,19 +1,44 @@
 """The two choices the Grading screen asks for, each a small modal list: which run to
-grade (from the runs folder) and which checkpoint answers the test set."""
+grade (from the runs folder) and which checkpoint answers the test set, with the
+generation settings (max_new_tokens, temperature) checked as they are typed."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import OptionList, Static
+from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
+from ...config import check
 from ...train.run import Run
 from .response_view import shown
+
+# The settings the generate dialog offers, with their labels.
+GENERATION_FIELDS = {"max_new_tokens": "max new tokens", "temperature": "temperature"}
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    """What the generate dialog returns: the checkpoint and the settings to use."""
+
+    checkpoint: str
+    max_new_tokens: int
+    temperature: float
+
+
+def generation_problems(config: dict, texts: dict[str, str]) -> tuple[dict, dict]:
+    """The typed generation settings checked with the run's config (as read from its
+    file), by the rules of a config (so a length that leaves the prompt no room in
+    the model's context is refused here as in the Params form): (values, {field:
+    reason})."""
+    values, problems = check({**config, **texts})
+    return values, {p.key: p.reason for p in problems if p.key in texts}
 
 _PICKER_CSS = """
 {name} {{
@@ -39,6 +64,27 @@ _PICKER_CSS = """
 }}
 {name} .picker-warning {{
     color: $warning;
+}}
+{name} .picker-settings {{
+    height: 1;
+}}
+{name} .picker-settings Static {{
+    width: auto;
+    padding: 0 1 0 0;
+}}
+{name} .picker-settings Input {{
+    width: 10;
+    height: 1;
+    border: none;
+    padding: 0 1;
+    margin: 0 2 0 0;
+}}
+{name} .picker-problem {{
+    color: $error;
+    display: none;
+}}
+{name} .picker-problem.-shown {{
+    display: block;
 }}
 """
 
@@ -109,16 +155,21 @@ def checkpoint_choices(run: Run) -> list[tuple[str, Text]]:
 
 
 class CheckpointPicker(ModalScreen):
-    """Choose the checkpoint that answers the test set; dismisses with its name or None."""
+    """Choose the checkpoint that answers the test set and the generation settings
+    (the run's by default); dismisses with a GenerateRequest, or None on Escape."""
 
     DEFAULT_CSS = _PICKER_CSS.format(name="CheckpointPicker")
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, run: Run, warning: str = "") -> None:
+    def __init__(self, run: Run, warning: str = "", config: dict | None = None) -> None:
         super().__init__()
         self.run = run
         self.warning = warning
+        # The run's parameters as in its file: its own generation settings may fail
+        # today's checks (they are shown, with the reason, to be corrected here).
+        self.config = config if config is not None else {}
         self.choices = checkpoint_choices(run)
+        self.problems: dict[str, str] = {}
 
     def compose(self) -> ComposeResult:
         with Vertical() as box:
@@ -129,14 +180,57 @@ class CheckpointPicker(ModalScreen):
                 return
             yield OptionList(*[Option(label, id=f"{i}") for i, (_, label)
                                in enumerate(self.choices)], id="checkpoint-options")
+            with Horizontal(classes="picker-settings"):
+                start, _ = check(self.config)
+                for name, label in GENERATION_FIELDS.items():
+                    yield Static(Text(label))
+                    value = start[name]
+                    yield Input(f"{value:g}" if isinstance(value, float) else str(value),
+                                id=f"gen-{name}")
+            yield Static(id="settings-problem", classes="picker-problem", markup=False)
             if self.warning:
                 yield Static(Text(self.warning), classes="picker-warning")
             yield Static(Text("Enter starts generation in the background (you can grade "
-                              "while it runs) \u00b7 Escape cancels"), classes="picker-help")
+                              "while it runs) \u00b7 Tab: the settings \u00b7 Escape "
+                              "cancels"), classes="picker-help")
+
+    def _texts(self) -> dict[str, str]:
+        return {name: self.query_one(f"#gen-{name}", Input).value
+                for name in GENERATION_FIELDS}
+
+    def _check(self) -> dict:
+        values, self.problems = generation_problems(self.config, self._texts())
+        line = self.query_one("#settings-problem", Static)
+        line.update(Text("; ".join(f"{GENERATION_FIELDS[k]}: {reason}"
+                                   for k, reason in self.problems.items())))
+        line.set_class(bool(self.problems), "-shown")
+        return values
+
+    def on_mount(self) -> None:
+        if self.choices:
+            self._check()
+
+    @on(Input.Changed)
+    def _typed(self, event: Input.Changed) -> None:
+        self._check()
+
+    def _start(self, index: int | None) -> None:
+        values = self._check()
+        if self.problems:
+            self.query_one(f"#gen-{next(iter(self.problems))}", Input).focus()
+            return
+        if index is None:
+            return
+        self.dismiss(GenerateRequest(self.choices[index][0], values["max_new_tokens"],
+                                     values["temperature"]))
 
     @on(OptionList.OptionSelected, "#checkpoint-options")
     def _picked(self, event: OptionList.OptionSelected) -> None:
-        self.dismiss(self.choices[int(event.option.id)][0])
+        self._start(int(event.option.id))
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        self._start(self.query_one("#checkpoint-options", OptionList).highlighted)
 
     def action_cancel(self) -> None:
         self.dismiss(None)

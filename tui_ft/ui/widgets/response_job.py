@@ -48,10 +48,16 @@ class GenerationJob:
         return self.run.path / LOG_FILE
 
     @classmethod
-    def start(cls, run: Run, checkpoint: str) -> "GenerationJob":
-        """Start generation for `checkpoint` (a checkpoint name) and return at once."""
+    def start(cls, run: Run, checkpoint: str, *, max_new_tokens: int | None = None,
+              temperature: float | None = None) -> "GenerationJob":
+        """Start generation for `checkpoint` (a checkpoint name) and return at once;
+        settings left None are the run's."""
         cmd = [sys.executable, "-m", "tui_ft.cli", "responses", str(run.path),
                "--checkpoint", checkpoint]
+        if max_new_tokens is not None:
+            cmd += ["--max-new-tokens", str(max_new_tokens)]
+        if temperature is not None:
+            cmd += ["--temperature", repr(float(temperature))]
         log_path = run.path / LOG_FILE
         with open(log_path, "ab") as log, open(os.devnull, "rb") as devnull:
             log.write(f"[{now_iso()}] {' '.join(cmd[2:])}\n".encode())
@@ -113,9 +119,11 @@ class GenerationJob:
         except OSError:
             return f"see {self.log_path}"
         lines = [line.strip() for line in tail.replace("\r", "\n").splitlines() if line.strip()]
-        for line in reversed(lines):
-            if "error:" in line:
-                return line.split("error:", 1)[1].strip() + f" (log: {self.log_path})"
+        for i in range(len(lines) - 1, -1, -1):
+            if "error:" in lines[i]:
+                # The lines after it belong to the message (each problem of a config).
+                text = " ".join([lines[i].split("error:", 1)[1].strip(), *lines[i + 1:]])
+                return text + f" (log: {self.log_path})"
         return (lines[-1] if lines else "no output") + f" (log: {self.log_path})"
 
 
@@ -137,7 +145,11 @@ class ResponseFeed:
             return partial
         if final.exists():
             return final
-        return partial if partial.exists() else None
+        try:
+            # An empty one (a generation killed before its first answer) is no result.
+            return partial if partial.stat().st_size else None
+        except OSError:
+            return None
 
     @property
     def is_partial(self) -> bool:

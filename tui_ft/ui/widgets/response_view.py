@@ -11,6 +11,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Static
 
+from ...grade.responses import exact_match
 from ...text import visible
 
 
@@ -18,6 +19,18 @@ def shown(text: object) -> str:
     """Untrusted text as it may be drawn: control and bidi characters made visible,
     tabs expanded to 4 columns (Textual's 8 waste the narrow columns)."""
     return visible(text if isinstance(text, str) else str(text)).expandtabs(4)
+
+
+def automatic_match(record: dict) -> bool | None:
+    """The exact-match check of a response (as generation recorded it, else worked out
+    from the texts); None when the record has no texts to compare."""
+    recorded = record.get("exact_match")
+    if isinstance(recorded, bool):
+        return recorded
+    expected, response = record.get("expected"), record.get("response")
+    if isinstance(expected, str) and isinstance(response, str):
+        return exact_match(response, expected)
+    return None
 
 
 def literal(text: object, *, empty: str = "(empty)", muted: str = "") -> Text:
@@ -62,6 +75,9 @@ class ResponseView(Vertical):
         border: round $panel-lighten-2;
         border-title-color: $text-muted;
         padding: 0 1;
+    }
+    ResponseView #response-panel {
+        border-subtitle-color: $text-muted;
     }
     ResponseView #response-panel.-correct {
         border: round $success;
@@ -110,6 +126,11 @@ class ResponseView(Vertical):
             literal(record.get("expected"), muted=muted))
         self.query_one("#response-text", Static).update(
             literal(record.get("response"), muted=muted))
+        # A suggestion beside the answer, never the mark: the title shows the mark.
+        match = automatic_match(record)
+        self.query_one("#response-panel").border_subtitle = (
+            None if match is None else "auto: matches expected" if match
+            else "auto: differs from expected")
         self.set_grade(grade)
         for scroller in self.query(VerticalScroll):
             scroller.scroll_home(animate=False)
@@ -126,6 +147,7 @@ class ResponseView(Vertical):
         self.query_one("#prompt-text", Static).update(Text(shown(message)))
         self.query_one("#expected-text", Static).update(Text(""))
         self.query_one("#response-text", Static).update(Text(""))
+        self.query_one("#response-panel").border_subtitle = None
         self.set_grade(None)
 
     def scroll_answers(self, pages: int) -> None:
@@ -137,3 +159,7 @@ class ResponseView(Vertical):
     def text_of(self, part: str) -> str:
         """What panel `part` (prompt, expected, response) shows, as plain text."""
         return str(self.query_one(f"#{part}-text", Static).content)
+
+    def automatic_text(self) -> str:
+        """The exact-match suggestion shown under the response ('' when none)."""
+        return str(self.query_one("#response-panel").border_subtitle or "")
