@@ -87,18 +87,22 @@ def newcomer_venv(tmp_path_factory) -> Path:
         pytest.skip("torch is not installed as a distribution")
     base = tmp_path_factory.mktemp("first-hour")
     env_dir = base / "venv"
+    # This test's pip can install into the venv (pip >= 22.3: --python), which saves
+    # installing a pip there; an older one needs the venv's own.
+    pip = pytest.importorskip("pip")
+    own_pip = tuple(int(p) for p in pip.__version__.split(".")[:2]) < (22, 3)
     try:
-        venv.EnvBuilder(with_pip=False, symlinks=True).create(env_dir)
+        venv.EnvBuilder(with_pip=own_pip, symlinks=True).create(env_dir)
     except Exception as exc:  # noqa: BLE001 -- any reason means no venv on this machine
         pytest.skip(f"cannot create a venv here: {exc}")
     _expose_torch(base / "torch-only")
     (_site_packages(env_dir) / "torch-only.pth").write_text(f"{base / 'torch-only'}\n")
     python = env_dir / "bin" / "python"
-    # This test's pip installs into the venv (pip >= 22.3): the venv needs no pip of its
-    # own, which saves installing one.
-    proc = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install",
-                           "--quiet", "--disable-pip-version-check", str(ROOT)],
-                          capture_output=True, text=True, timeout=300, env=_cli_env())
+    installer = [str(python), "-m", "pip"] if own_pip else \
+        [sys.executable, "-m", "pip", "--python", str(python)]
+    proc = subprocess.run([*installer, "install", "--quiet", "--disable-pip-version-check",
+                           str(ROOT)], capture_output=True, text=True, timeout=300,
+                          env=_cli_env())
     if proc.returncode != 0:
         if any(word in proc.stderr for word in _OFFLINE):
             pytest.skip(f"no package index reachable to install tui-ft's dependencies: "
