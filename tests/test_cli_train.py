@@ -338,3 +338,29 @@ def test_attach_to_a_failed_run_exits_non_zero_with_the_error(tmp_path, run_cli)
     assert "failed" in attach.stderr and "missing.jsonl" in attach.stderr
     listing = json.loads(run_cli("runs", "--dir", str(tmp_path), "--json").stdout)
     assert listing[0]["state"] == "failed" and "missing.jsonl" in listing[0]["error"]
+
+
+@pytest.mark.slow
+def test_a_run_recorded_before_a_config_rule_still_resumes(tmp_path, run_cli):
+    """A default run made before max_new_tokens had to fit the context (256 with tiny)
+    resumes; a config.yaml broken by hand is refused before the run's state changes
+    (it was left 'starting', so the next resume said 'still running')."""
+    cfg = write_config(tmp_path, "old", max_steps=4, save_strategy="steps", save_steps=2,
+                       eval_strategy="no", load_best_model_at_end=False)
+    proc = run_cli("train", str(cfg), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    run = Run(Path(proc.stdout.strip().splitlines()[-1]))
+    text = run.config_path.read_text(encoding="utf-8")
+    assert "max_new_tokens:" in text
+    old = "\n".join("max_new_tokens: 256" if line.startswith("max_new_tokens:") else line
+                    for line in text.splitlines()) + "\n"
+    run.config_path.write_text(old, encoding="utf-8")
+    proc = run_cli("train", "--resume", str(run.path), "--checkpoint", "2", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert run.read_status()["state"] == "finished" and run.read_status()["step"] == 4
+
+    run.config_path.write_text(old.replace("max_new_tokens: 256", "learning_rate: fast"),
+                               encoding="utf-8")
+    proc = run_cli("train", "--resume", str(run.path))
+    assert_clean_failure(proc, "learning_rate", "must be a number")
+    assert run.read_status()["state"] == "finished"

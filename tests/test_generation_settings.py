@@ -170,16 +170,22 @@ def test_impossible_settings_are_refused_before_anything_is_written(tmp_path, ru
 
 
 @pytest.mark.slow
-def test_a_run_saved_with_a_length_now_refused_still_answers_with_a_flag(tmp_path, run_cli):
-    """Runs made before max_new_tokens had to fit the context have 256 with tiny."""
+def test_a_run_saved_with_a_length_now_refused_still_answers(tmp_path, run_cli):
+    """Runs made before max_new_tokens had to fit the context have 256 with tiny: the
+    rule steers new configs; a recorded run answers (the length fitted, said once),
+    while a flag asking for the impossible is refused."""
     run = tiny_run(tmp_path, SHORT)
     text = run.config_path.read_text(encoding="utf-8")
     run.config_path.write_text(text.replace("max_new_tokens: 8", "max_new_tokens: 256"),
                                encoding="utf-8")
-    proc = run_cli("responses", str(run.path))
+    proc = run_cli("responses", str(run.path), "--max-new-tokens", "256")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "max_new_tokens = 256" in proc.stderr and "use less" in proc.stderr
     assert not partial_path(run).exists() and not run.responses_path.exists()
+    proc = run_cli("responses", str(run.path), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("256 lowered to") == 1, proc.stderr
+    assert len(read_responses(run.responses_path)) == 3
     proc = run_cli("responses", str(run.path), "--max-new-tokens", "4", timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert len(read_responses(run.responses_path)) == 3

@@ -232,8 +232,9 @@ class TrainConfig:
                          else getattr(self, f.name)) for f in fields(self)}
 
     @classmethod
-    def from_dict(cls, data: dict, source: str = "") -> "TrainConfig":
-        values, problems = check(data)
+    def from_dict(cls, data: dict, source: str = "", *,
+                  recorded: bool = False) -> "TrainConfig":
+        values, problems = check(data, recorded=recorded)
         if problems:
             raise ConfigError(problems, source)
         return cls(**values)
@@ -249,8 +250,9 @@ class TrainConfig:
         write_atomic(Path(path), self.to_yaml())
 
     @classmethod
-    def load(cls, path: str | Path) -> "TrainConfig":
-        return cls.from_dict(read_yaml(path), source=str(path))
+    def load(cls, path: str | Path, *, recorded: bool = False) -> "TrainConfig":
+        """`recorded`: the config of a run that exists (resume, its answers): see check."""
+        return cls.from_dict(read_yaml(path), source=str(path), recorded=recorded)
 
     # Derived values the engine uses.
 
@@ -420,9 +422,14 @@ def _check_range(value, meta) -> tuple[Any, str | None]:
     return value, None
 
 
-def check(data: dict) -> tuple[dict, list[Problem]]:
+def check(data: dict, *, recorded: bool = False) -> tuple[dict, list[Problem]]:
     """Coerce and check a mapping of parameters. Returns the usable values (defaults
-    filled in) and every problem found: per key, then across keys."""
+    filled in) and every problem found: per key, then across keys.
+
+    `recorded`: the config of a run that already exists. Rules that only steer new
+    configs away from a setting that generation fits by itself at run time (an answer
+    length the model's context cannot hold) do not apply: a run made before such a
+    rule must still resume and answer."""
     problems: list[Problem] = []
     names = TrainConfig.field_names()
     values: dict[str, Any] = {}
@@ -440,11 +447,11 @@ def check(data: dict) -> tuple[dict, list[Problem]]:
     defaults = {f.name: (f.default if f.default is not MISSING else f.default_factory())
                 for f in fields(TrainConfig)}
     merged = {**defaults, **values}
-    problems.extend(_cross_checks(merged, set(values)))
+    problems.extend(_cross_checks(merged, set(values), recorded))
     return merged, problems
 
 
-def _cross_checks(c: dict, given: set) -> list[Problem]:
+def _cross_checks(c: dict, given: set, recorded: bool = False) -> list[Problem]:
     out: list[Problem] = []
     if c["bf16"] and c["fp16"]:
         out.append(Problem("fp16", True, "bf16 and fp16 cannot both be on"))
@@ -493,7 +500,7 @@ def _cross_checks(c: dict, given: set) -> list[Problem]:
     if preset is not None and c["max_length"] and c["max_length"] > preset.context_length:
         out.append(Problem("max_length", c["max_length"],
                            f"longer than {c['model']}'s context ({preset.context_length})"))
-    if preset is not None and c["max_new_tokens"] >= preset.context_length:
+    if not recorded and preset is not None and c["max_new_tokens"] >= preset.context_length:
         # Prompt and answer share the context; generation lowers the value further when
         # the longest test prompt needs it, but this leaves no room for any prompt.
         out.append(Problem("max_new_tokens", c["max_new_tokens"],

@@ -24,6 +24,9 @@ def cmd_train(args) -> int:
         run = find_run(args.resume)
         if run.state() in ("starting", "running"):
             raise RunError(f"{run.path} is still running; stop it first ('tui-ft stop')")
+        # Refused before the run's state changes: a config the worker cannot read
+        # would otherwise leave the run 'starting'.
+        TrainConfig.load(run.config_path, recorded=True)
         if not run.checkpoints() and not args.checkpoint:
             # Stopped (or failed) before its first checkpoint: nothing to continue
             # from, so it trains again from step 0, in its folder, with its config.

@@ -80,7 +80,8 @@ def generate_responses(run: Run, *, checkpoint: str = "best", split: str = "test
     # of any config (a length that leaves the prompt no room in the model's context is
     # refused as in the Params form), so a run whose own value no longer passes can
     # still answer with one that does.
-    values, problems = check({**read_yaml(run.config_path), **overrides})
+    values, problems = check({**read_yaml(run.config_path), **overrides},
+                             recorded="max_new_tokens" not in overrides)
     if problems:
         given = ", ".join(f"{k} {v}" for k, v in overrides.items())
         raise ConfigError(problems, f"{run.config_path}" + (f" with {given}" if given else ""))

@@ -49,7 +49,12 @@ def run_in_process(run: Run, *, resume: Path | None = None,
                    stop_at_step: int | None = None) -> str:
     """Train `run` in this process. Every failure ends in status.json (state failed,
     with the reason) as well as in the raised error."""
-    config = TrainConfig.load(run.config_path)
+    try:
+        config = TrainConfig.load(run.config_path, recorded=True)
+    except TuiFtError as exc:
+        # Said in the run's status too: a run left 'starting' would read as running.
+        run.write_status(state="failed", error=str(exc), finished_at=now_iso())
+        raise
     run.stop_path.unlink(missing_ok=True)
     run.write_status(state="running", pid=os.getpid(), error=None)
     try:
