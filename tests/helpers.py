@@ -1,10 +1,14 @@
-"""Small data builders the engine tests share (imported as `helpers`: pytest puts
-this folder on sys.path)."""
+"""Small data builders and process runners the tests share (imported as `helpers`:
+pytest puts this folder on sys.path)."""
 
 from __future__ import annotations
 
 import json
+import os
 import random
+import select
+import subprocess
+import time
 
 from tui_ft.data.tokenizer import encode
 
@@ -64,8 +68,6 @@ def word_task_config(tmp_path, name: str, *, n_train: int = 8, **overrides) -> d
 
 def wait_for(predicate, timeout: float = 120.0, interval: float = 0.1, what: str = ""):
     """Poll `predicate` until it returns something true (returned), else fail."""
-    import time
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -73,3 +75,76 @@ def wait_for(predicate, timeout: float = 120.0, interval: float = 0.1, what: str
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:g}s waiting for {what or predicate}")
+
+
+class PtyApp:
+    """A program on a real pseudo-terminal of ROWSxCOLS, as a person's terminal runs it
+    (its own session, TERM set, Textual's animations off so frames are deterministic).
+    Every byte it writes is kept in `output`; on leaving the `with` block it is killed
+    if still alive and the terminal closed, so a failed assertion never leaks it.
+    `env` adds to os.environ; other keywords go to Popen (cwd, preexec_fn)."""
+
+    def __init__(self, argv, *, rows: int = 24, cols: int = 80, env: dict | None = None,
+                 **popen):
+        # Imported here: they exist on POSIX only, and every test imports this module.
+        import fcntl
+        import pty
+        import struct
+        import termios
+
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        full_env = dict(os.environ, TERM="xterm-256color", TEXTUAL_ANIMATIONS="none",
+                        **(env or {}))
+        try:
+            self.proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave,
+                                         env=full_env, start_new_session=True, **popen)
+        except BaseException:
+            os.close(master)
+            raise
+        finally:
+            os.close(slave)
+        self.master: int | None = master
+        self.output = b""
+
+    def read_until(self, predicate, seconds: float) -> None:
+        """Collect output until `predicate()` holds, `seconds` pass, or the terminal
+        closes (pass `lambda: False` to just collect for `seconds`)."""
+        deadline = time.monotonic() + seconds
+        while self.master is not None and time.monotonic() < deadline and not predicate():
+            ready, _, _ = select.select([self.master], [], [], 0.1)
+            if ready:
+                try:
+                    self.output += os.read(self.master, 65536)
+                except OSError:  # the program closed the terminal
+                    return
+
+    def write(self, data: bytes) -> None:
+        os.write(self.master, data)
+
+    def wait(self, timeout: float) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode
+
+    def hang_up(self) -> None:
+        """Close our end of the terminal, as a dropped SSH link does."""
+        if self.master is not None:
+            os.close(self.master)
+            self.master = None
+
+    def close(self) -> None:
+        try:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+        finally:
+            self.hang_up()
+
+    def __enter__(self) -> "PtyApp":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

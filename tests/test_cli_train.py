@@ -18,7 +18,7 @@ import pytest
 from tui_ft.grade.responses import generate_responses, normalise, read_responses
 from tui_ft.train.run import Run, pid_alive
 
-from helpers import word_task_files, write_jsonl
+from helpers import wait_for, word_task_files, write_jsonl
 
 # -- helpers ---------------------------------------------------------------------------------
 
@@ -42,16 +42,6 @@ def assert_clean_failure(proc, *words):
     assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout, proc.stderr
     for word in words:
         assert word in proc.stderr, proc.stderr
-
-
-def wait_for(predicate, timeout: float = 120.0, interval: float = 0.1, what: str = ""):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:g}s waiting for {what or predicate}")
 
 
 def kill(pid) -> None:

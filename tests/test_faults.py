@@ -7,10 +7,7 @@ import errno
 import fcntl
 import json
 import os
-import pty
-import select
 import signal
-import struct
 import subprocess
 import sys
 import termios
@@ -27,6 +24,8 @@ from tui_ft.grade.store import GradeError, GradeStore
 from tui_ft.model.weights import load_model
 from tui_ft.train.run import Run, RunError
 from tui_ft.train.worker import prepare_run, run_in_process
+
+from helpers import PtyApp
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -112,45 +111,21 @@ def test_hanging_up_the_terminal_leaves_the_run_going(tmp_path, sighup):
     config_path = tmp_path / "train.yaml"
     config.save(config_path)
     runs = tmp_path / "runs"
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
-    env = dict(os.environ, TERM="xterm-256color", TEXTUAL_ANIMATIONS="none",
-               TUI_FT_RUNS_DIR=str(runs))
-    app = subprocess.Popen([sys.executable, "-m", "tui_ft.cli", "--config", str(config_path),
-                            "--screen", "training"], stdin=slave, stdout=slave, stderr=slave,
-                           env=env, cwd=ROOT, start_new_session=True,
-                           preexec_fn=lambda: _ssh_session(sighup))
-    os.close(slave)
-
-    def pump(seconds: float, until=lambda: False) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and not until():
-            ready, _, _ = select.select([master], [], [], 0.1)
-            if ready:
-                try:
-                    os.read(master, 1 << 16)
-                except OSError:
-                    return
-
-    try:
-        pump(10, until=lambda: False)
-        os.write(master, b"s")
-        pump(60, until=lambda: runs.is_dir() and any(runs.iterdir()))
+    with PtyApp([sys.executable, "-m", "tui_ft.cli", "--config", str(config_path),
+                 "--screen", "training"], rows=30, cols=100,
+                env={"TUI_FT_RUNS_DIR": str(runs)}, cwd=ROOT,
+                preexec_fn=lambda: _ssh_session(sighup)) as app:
+        app.read_until(lambda: False, 10)
+        app.write(b"s")
+        app.read_until(lambda: runs.is_dir() and any(runs.iterdir()), 60)
         run = Run(next(runs.iterdir()))
-        pump(60, until=lambda: b"train_loss" in (run.metrics_path.read_bytes()
-                                                 if run.metrics_path.exists() else b""))
+        app.read_until(lambda: b"train_loss" in (run.metrics_path.read_bytes()
+                                                 if run.metrics_path.exists() else b""), 60)
         assert run.state() == "running"
-        os.close(master)  # the terminal goes away
-        master = None
+        app.hang_up()  # the terminal goes away
         app.wait(timeout=20)
         # Killed by SIGHUP, or ended by the app itself with SIGHUP's shell status.
         assert app.returncode == (-signal.SIGHUP if sighup == signal.SIG_DFL else 129)
-    finally:
-        if master is not None:
-            os.close(master)
-        if app.poll() is None:
-            app.kill()
-            app.wait()
     deadline = time.monotonic() + 180
     while run.state() in ("starting", "running") and time.monotonic() < deadline:
         time.sleep(0.5)

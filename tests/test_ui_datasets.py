@@ -4,9 +4,6 @@ prove that escape codes inside data never reach the terminal."""
 from __future__ import annotations
 
 import json
-import os
-import select
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,6 +14,8 @@ from tui_ft.paths import default_dataset
 from tui_ft.ui.app import create_app
 from tui_ft.ui.widgets.prompt_preview import PromptPreview
 from tui_ft.ui.widgets.record_list import RecordList
+
+from helpers import PtyApp
 
 
 async def wait_for(pilot, condition, timeout: float = 15.0) -> None:
@@ -168,44 +167,14 @@ async def test_markup_and_escape_codes_are_shown_literally(tmp_path):
 
 def test_escape_codes_from_data_never_reach_the_real_terminal(tmp_path):
     """Run the real app on a pty and read every byte it writes to the terminal."""
-    import fcntl
-    import pty
-    import struct
-    import termios
-
     path = write_jsonl(tmp_path / "hostile.jsonl", [HOSTILE])
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
-    env = dict(os.environ, TERM="xterm-256color", TEXTUAL_ANIMATIONS="none")
-    proc = subprocess.Popen([sys.executable, "-m", "tui_ft.cli", "--dataset", str(path)],
-                            stdin=slave, stdout=slave, stderr=slave, env=env,
-                            start_new_session=True)
-    os.close(slave)
-    output = b""
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and b"PWNED" not in output:
-            ready, _, _ = select.select([master], [], [], 0.2)
-            if ready:
-                try:
-                    output += os.read(master, 65536)
-                except OSError:
-                    break
-        settle = time.monotonic() + 1.0
-        while time.monotonic() < settle:
-            ready, _, _ = select.select([master], [], [], 0.1)
-            if ready:
-                try:
-                    output += os.read(master, 65536)
-                except OSError:
-                    break
-        os.write(master, b"q")
-        proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
+    with PtyApp([sys.executable, "-m", "tui_ft.cli", "--dataset", str(path)],
+                rows=30, cols=100) as app:
+        app.read_until(lambda: b"PWNED" in app.output, 20)
+        app.read_until(lambda: False, 1.0)
+        app.write(b"q")
+        app.wait(timeout=10)
+    output = app.output
     assert b"PWNED" in output, "the hostile record was never drawn"
     assert b"\x1b]0;PWNED" not in output
     assert b"\x1b[2J clear" not in output

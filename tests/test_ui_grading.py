@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import shutil
 import subprocess
 import sys
@@ -27,6 +26,8 @@ from tui_ft.ui.widgets.key_legend import KeyLegend
 from tui_ft.ui.widgets.grade_pickers import CheckpointPicker, RunPicker
 from tui_ft.ui.widgets.response_job import JOB_FILE
 from tui_ft.ui.widgets.response_view import ResponseView
+
+from helpers import PtyApp
 
 CHECKPOINT = "checkpoint-10"
 LONG_WORD = "x" * 500
@@ -516,45 +517,16 @@ def test_the_ui_never_imports_torch(run):
 
 def test_escape_codes_in_answers_never_reach_the_real_terminal(run):
     """The real app on a pty, on the response with escape codes: read every byte."""
-    import fcntl
-    import pty
-    import struct
-    import termios
-
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-    env = dict(os.environ, TERM="xterm-256color", TEXTUAL_ANIMATIONS="none")
     launch = ("import sys; from tui_ft.ui.app import create_app; "
               "create_app(run=sys.argv[1], start_mode='grading').run()")
-    proc = subprocess.Popen([sys.executable, "-c", launch, str(run.path)],
-                            stdin=slave, stdout=slave, stderr=slave, env=env,
-                            start_new_session=True)
-    os.close(slave)
-    output = b""
-
-    def read_until(predicate, seconds: float) -> None:
-        nonlocal output
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and not predicate():
-            ready, _, _ = select.select([master], [], [], 0.1)
-            if ready:
-                try:
-                    output += os.read(master, 65536)
-                except OSError:
-                    return
-
-    try:
-        read_until(lambda: b"plural" in output, 20)
-        os.write(master, b"jj")  # the response with escape codes
-        read_until(lambda: b"PWNED" in output, 10)
-        read_until(lambda: False, 0.5)
-        os.write(master, b"q")
-        proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
+    with PtyApp([sys.executable, "-c", launch, str(run.path)]) as app:
+        app.read_until(lambda: b"plural" in app.output, 20)
+        app.write(b"jj")  # the response with escape codes
+        app.read_until(lambda: b"PWNED" in app.output, 10)
+        app.read_until(lambda: False, 0.5)
+        app.write(b"q")
+        app.wait(timeout=10)
+    output = app.output
     assert b"PWNED" in output, "the hostile response was never drawn"
     assert b"\x1b]0;PWNED" not in output
     assert b"\x1b[2J clear" not in output and b"\x1b[31mRED" not in output

@@ -5,9 +5,6 @@ Textual's Pilot (graded, and the marks exported by the CLI), and through the rea
 from __future__ import annotations
 
 import json
-import os
-import select
-import subprocess
 import sys
 import time
 
@@ -15,6 +12,8 @@ from tui_ft.grade.imported import import_answers
 from tui_ft.paths import runs_dir
 from tui_ft.train.run import Run
 from tui_ft.ui.app import create_app
+
+from helpers import PtyApp
 
 LABEL = "other-tool v2"
 ANSWERS = [
@@ -78,46 +77,17 @@ async def test_grading_screen_grades_imported_answers(tmp_path, run_cli):
 
 def test_tui_ft_name_opens_an_imported_run_on_the_grading_screen(tmp_path):
     """`tui-ft NAME` (no --screen) on a real pty: the Grading screen, not Training."""
-    import fcntl
-    import pty
-    import struct
-    import termios
-
     imported_run(tmp_path)
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-    env = dict(os.environ, TERM="xterm-256color", TEXTUAL_ANIMATIONS="none")
-    proc = subprocess.Popen([sys.executable, "-m", "tui_ft.cli", "imported-demo"],
-                            stdin=slave, stdout=slave, stderr=slave, env=env,
-                            start_new_session=True)
-    os.close(slave)
-    output = b""
-
-    def read_until(predicate, seconds: float) -> None:
-        nonlocal output
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and not predicate():
-            ready, _, _ = select.select([master], [], [], 0.1)
-            if ready:
-                try:
-                    output += os.read(master, 65536)
-                except OSError:
-                    return
-
-    try:
-        read_until(lambda: b"capital of Italy" in output, 30)
-        os.write(master, b"c")
+    with PtyApp([sys.executable, "-m", "tui_ft.cli", "imported-demo"]) as app:
+        app.read_until(lambda: b"capital of Italy" in app.output, 30)
+        app.write(b"c")
         deadline = time.monotonic() + 10
         grades = Run(runs_dir() / "imported-demo").grades_path
         while not grades.exists() and time.monotonic() < deadline:
-            read_until(lambda: False, 0.1)
-        os.write(master, b"q")
-        proc.wait(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
+            app.read_until(lambda: False, 0.1)
+        app.write(b"q")
+        app.wait(timeout=15)
+    output = app.output
     assert b"capital of Italy" in output, output[-2000:]
     assert b"\x1b]0;PWNED" not in output
     (entry,) = [json.loads(line) for line in grades.read_text().splitlines()]

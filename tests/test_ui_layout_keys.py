@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -30,6 +29,8 @@ from tui_ft.ui.screens.too_small import TooSmall
 from tui_ft.ui.screens.training import config_for_new_run, fit_progress
 from tui_ft.ui.widgets.key_legend import KeyLegend
 from tui_ft.ui.widgets.loss_chart import LossChart
+
+from helpers import PtyApp
 
 SIZES = [(80, 24), (60, 20)]
 
@@ -223,45 +224,17 @@ async def test_quit_with_nothing_training_asks_nothing(tmp_path):
 def test_after_quitting_the_terminal_shows_how_to_reopen_the_run(tmp_path, live_pid):
     """The real app on a pty: q, q, and once it has given the terminal back, the lines
     that say the run goes on and how to reopen, follow and stop it."""
-    import fcntl
-    import pty
-    import struct
-    import termios
-
     run = long_run(runs_dir() / "on-a-pty", live_pid)
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-    env = dict(os.environ, TERM="xterm-256color", TEXTUAL_ANIMATIONS="none")
-    proc = subprocess.Popen([sys.executable, "-m", "tui_ft.cli", "on-a-pty"], stdin=slave,
-                            stdout=slave, stderr=slave, env=env, start_new_session=True)
-    os.close(slave)
-    output = b""
-
-    def pump(seconds: float, until) -> None:
-        nonlocal output
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and not until():
-            ready, _, _ = select.select([master], [], [], 0.1)
-            if ready:
-                try:
-                    output += os.read(master, 65536)
-                except OSError:
-                    return
-
-    try:
-        pump(30, lambda: b"tok/s" in output)
-        assert b"tok/s" in output, "the Training screen was never drawn"
-        os.write(master, b"q")
-        pump(10, lambda: b"quit?" in output)
-        os.write(master, b"q")
-        proc.wait(timeout=20)
-        pump(2, lambda: False)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
-    assert proc.returncode == 0
+    with PtyApp([sys.executable, "-m", "tui_ft.cli", "on-a-pty"]) as app:
+        app.read_until(lambda: b"tok/s" in app.output, 30)
+        assert b"tok/s" in app.output, "the Training screen was never drawn"
+        app.write(b"q")
+        app.read_until(lambda: b"quit?" in app.output, 10)
+        app.write(b"q")
+        app.wait(timeout=20)
+        app.read_until(lambda: False, 2)
+    output = app.output
+    assert app.returncode == 0
     tail = output[output.rfind(b"quit?"):].decode("utf-8", "replace")
     after = tail[tail.find("on-a-pty goes on training in its own process"):]
     assert "reopen it:  tui-ft on-a-pty" in after and "follow it:  tui-ft attach on-a-pty" \

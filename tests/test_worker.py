@@ -21,23 +21,13 @@ from tui_ft.train.run import Run, RunError, pid_alive
 from tui_ft.train.worker import (main, prepare_run, run_in_process, start_detached,
                                  stop_run)
 
-from helpers import word_task_config
+from helpers import wait_for, word_task_config
 
 # -- helpers ---------------------------------------------------------------------------------
 
 
 def config_for(tmp_path, name: str, **overrides) -> TrainConfig:
     return TrainConfig.from_dict(word_task_config(tmp_path, name, **overrides))
-
-
-def wait_for(predicate, timeout: float = 120.0, interval: float = 0.1, what: str = ""):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:g}s waiting for {what or predicate}")
 
 
 def reap(pid: int) -> None:
