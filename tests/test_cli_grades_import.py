@@ -85,6 +85,11 @@ def test_import_then_grade_and_export(run_cli, tmp_path, isolated_dirs):
         for a, g in zip(ANSWERS, ("correct", "wrong", "ungraded"))]
     assert {(r["run"], r["checkpoint"]) for r in rows} == {("elsewhere", "gpt2-medium (book)")}
     assert rows[0]["graded_at"] and rows[2]["graded_at"] is None
+    assert [r["exact_match"] for r in rows] == [True, False, True]  # beside the grade
+    # Imported answers have no model: asking for new ones says so.
+    proc = run_cli("responses", "elsewhere")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "imported answers and no model" in proc.stderr, proc.stderr
 
 
 def test_import_the_books_answers(run_cli, tmp_path, shared_data_dir, isolated_dirs):

@@ -17,7 +17,7 @@ from tui_ft.grade.store import GradeError, GradeStore
 from tui_ft.train.run import Run
 
 EXPORT_FIELDS = {"id", "instruction", "input", "expected", "response", "grade", "note", "run",
-                 "checkpoint", "graded_at"}
+                 "checkpoint", "graded_at", "exact_match"}
 
 
 def make_responses(n: int = 4, checkpoint: str = "checkpoint-10") -> list[dict]:
@@ -176,6 +176,8 @@ def test_export_writes_every_response_with_exactly_the_documented_fields(run, tm
         assert row["run"] == "demo" and row["checkpoint"] == "checkpoint-10"
     assert [r["grade"] for r in rows] == ["correct", "wrong", "ungraded", "ungraded"]
     assert [r["note"] for r in rows] == ["", "off by one", "note only", ""]
+    # No recorded check: worked out from the texts ("answer 0" against "0").
+    assert [r["exact_match"] for r in rows] == [False] * 4
     assert rows[0]["graded_at"] and rows[1]["graded_at"]
     assert rows[2]["graded_at"] is None and rows[3]["graded_at"] is None
     assert not list(out.parent.glob(".*.tmp"))

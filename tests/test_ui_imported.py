@@ -47,9 +47,10 @@ def text_of(screen, selector: str) -> str:
 
 async def test_grading_screen_grades_imported_answers(tmp_path, run_cli):
     run = imported_run(tmp_path)
-    app = create_app(run=run.path, start_mode="grading")
+    app = create_app(run=run.path)  # imported answers open where they are graded
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen
+        assert app.current_mode == "grading"
         await wait_for(pilot, lambda: len(screen.responses) == 3)
         header = text_of(screen, "#grading-header")
         assert "imported-demo" in header and LABEL in header and "3 responses" in header
@@ -61,7 +62,9 @@ async def test_grading_screen_grades_imported_answers(tmp_path, run_cli):
         # Generating needs a checkpoint: an imported run has none, and the screen says so
         # instead of failing.
         await pilot.press("r")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: app.screen is not screen)
+        assert "imported answers and no model" in str(
+            app.screen.query_one(".picker-warning").content)
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.screen is screen)
     journal = [json.loads(line) for line in run.grades_path.read_text().splitlines()]

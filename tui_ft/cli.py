@@ -227,7 +227,8 @@ def _add_grades_commands(sub: argparse._SubParsersAction) -> None:
         "export", help="write graded responses as JSONL",
         description="Write one JSON object per response: id, instruction, input, expected, "
                     "response, grade (correct/wrong/ungraded), note, run, checkpoint, "
-                    "graded_at. The file is written atomically.")
+                    "graded_at, exact_match (the automatic check, a suggestion beside the "
+                    "grade). The file is written atomically.")
     export.add_argument("run", help="run folder or name")
     export.add_argument("out", help="the JSONL file to write")
     summary = grades_sub.add_parser("summary", help="counts and accuracy")
@@ -356,18 +357,13 @@ def _main(argv: list[str] | None = None) -> int:
         dataset = Path(args.dataset) if args.dataset else None
         config = Path(args.config).expanduser() if args.config else None
         run_path = None
-        start_mode = args.screen
         if run_name:
             from .commands.train import find_run
-            from .grade.imported import is_imported
 
-            run = find_run(run_name)
-            run_path = run.path
-            if start_mode is None and is_imported(run):
-                start_mode = "grading"  # imported answers have nothing to train or watch
+            run_path = find_run(run_name).path
         return run_app(mouse=not args.no_mouse, dataset_path=dataset, config_path=config,
                        run=run_path, low_bandwidth=args.low_bandwidth,
-                       start_mode=start_mode)
+                       start_mode=args.screen)
     except TuiFtError as exc:
         from .text import visible
 

@@ -16,10 +16,9 @@ from ..data.records import Dataset, InvalidRecord, RecordError, string_field
 from ..errors import TuiFtError
 from ..paths import runs_dir
 from ..settings import write_atomic
-from ..train.run import Run, now_iso
+from ..train.run import IMPORTED, Run, now_iso
 from .responses import exact_match
 
-IMPORTED = "imported"
 SPLIT = "imported"  # the responses' split: they answer no split of ours
 MAX_ERRORS_SHOWN = 20
 NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
@@ -27,10 +26,6 @@ NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
 
 class ImportAnswersError(TuiFtError):
     """Answers that cannot be imported; nothing was created."""
-
-
-def is_imported(run: Run) -> bool:
-    return run.read_status().get("state") == IMPORTED
 
 
 def _check_name(name: str) -> None:

@@ -30,6 +30,19 @@ def exact_match(response: str, expected: str) -> bool:
     return normalise(response) == normalise(expected)
 
 
+def automatic_match(record: dict) -> bool | None:
+    """The exact-match check of a response line (as generation recorded it, else worked
+    out from the texts); None when the line has no texts to compare. A suggestion
+    shown beside the person's mark, never the mark."""
+    recorded = record.get("exact_match")
+    if isinstance(recorded, bool):
+        return recorded
+    expected, response = record.get("expected"), record.get("response")
+    if isinstance(expected, str) and isinstance(response, str):
+        return exact_match(response, expected)
+    return None
+
+
 def read_responses(path: Path) -> list[dict]:
     """Response lines of a (possibly still growing) file; a half-written last line
     and lines that are not JSON objects are skipped."""

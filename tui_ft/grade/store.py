@@ -17,6 +17,7 @@ from pathlib import Path
 from ..errors import TuiFtError
 from ..settings import write_atomic
 from ..train.run import Run, now_iso
+from .responses import automatic_match
 
 GRADES = ("correct", "wrong")
 
@@ -164,7 +165,10 @@ class GradeStore:
                          "input": r.get("input", ""), "expected": r.get("expected", ""),
                          "response": r.get("response", ""), "grade": g.grade or "ungraded",
                          "note": g.note, "run": r.get("run") or self.run.name,
-                         "checkpoint": r.get("checkpoint"), "graded_at": g.graded_at})
+                         "checkpoint": r.get("checkpoint"), "graded_at": g.graded_at,
+                         # The automatic check beside the person's mark, never in place
+                         # of it: where they disagree is what a reviewer looks at.
+                         "exact_match": automatic_match(r)})
         return rows
 
     def export(self, responses: list[dict], out: Path) -> dict:

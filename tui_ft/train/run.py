@@ -28,6 +28,9 @@ GRADES_FILE = "grades.jsonl"
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 STATES = ("starting", "running", "finished", "failed", "stopped")
+# A run-like folder of answers made elsewhere (`tui-ft grades import`): responses and
+# grades, no model, nothing to train or generate.
+IMPORTED = "imported"
 
 
 class RunError(TuiFtError):
@@ -236,6 +239,9 @@ class Run:
                          durable=durable)
         return status
 
+    def is_imported(self) -> bool:
+        return self.read_status().get("state") == IMPORTED
+
     def state(self) -> str:
         """The state, corrected for a worker that died without saying so."""
         status = self.read_status()
@@ -318,6 +324,11 @@ class Run:
     def _available_checkpoints(self) -> list[CheckpointInfo]:
         available = self.checkpoints()
         if not available:
+            if self.is_imported():
+                raise RunError(f"{self.path}: holds imported answers and no model, so "
+                               "nothing can generate new ones; grade them in the app "
+                               f"('tui-ft {self.name}') or export them ('tui-ft grades "
+                               f"export {self.name} OUT.jsonl')")
             raise RunError(f"{self.path}: has no checkpoint yet")
         return available
 

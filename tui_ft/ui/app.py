@@ -90,7 +90,9 @@ class TuiFtApp(App):
         if dataset_path is not None:
             config = TrainConfig.from_dict({**config.to_dict(), "dataset": str(dataset_path)})
         self.state = AppState(config=config, config_path=config_path, run=run)
-        self.start_mode = start_mode or ("training" if run is not None else "datasets")
+        # Imported answers have nothing to train or watch: they open where they are graded.
+        self.start_mode = start_mode or ("datasets" if run is None else "grading"
+                                         if run.is_imported() else "training")
         # What quitting left training, for the lines printed once the app has closed.
         self.left_running: list[Run] = []
         themes, errors = load_themes()

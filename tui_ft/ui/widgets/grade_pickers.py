@@ -175,8 +175,10 @@ class CheckpointPicker(ModalScreen):
         with Vertical() as box:
             box.border_title = "generate responses with which checkpoint?"
             if not self.choices:
-                yield Static(Text(f"{shown(self.run.name)} has no checkpoint yet: train it "
-                                  "first (Training screen, 3)."), classes="picker-warning")
+                why = ("holds imported answers and no model to generate new ones"
+                       if self.run.is_imported() else
+                       "has no checkpoint yet: train it first (Training screen, 3)")
+                yield Static(Text(f"{shown(self.run.name)} {why}."), classes="picker-warning")
                 return
             yield OptionList(*[Option(label, id=f"{i}") for i, (_, label)
                                in enumerate(self.choices)], id="checkpoint-options")

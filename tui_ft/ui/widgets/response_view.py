@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Static
 
-from ...grade.responses import exact_match
+from ...grade.responses import automatic_match
 from ...text import visible
 
 
@@ -19,18 +19,6 @@ def shown(text: object) -> str:
     """Untrusted text as it may be drawn: control and bidi characters made visible,
     tabs expanded to 4 columns (Textual's 8 waste the narrow columns)."""
     return visible(text if isinstance(text, str) else str(text)).expandtabs(4)
-
-
-def automatic_match(record: dict) -> bool | None:
-    """The exact-match check of a response (as generation recorded it, else worked out
-    from the texts); None when the record has no texts to compare."""
-    recorded = record.get("exact_match")
-    if isinstance(recorded, bool):
-        return recorded
-    expected, response = record.get("expected"), record.get("response")
-    if isinstance(expected, str) and isinstance(response, str):
-        return exact_match(response, expected)
-    return None
 
 
 def literal(text: object, *, empty: str = "(empty)", muted: str = "") -> Text:
