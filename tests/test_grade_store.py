@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tui_ft.grade import store as store_module
+from tui_ft import fsio
 from tui_ft.grade.store import GradeError, GradeStore
 from tui_ft.train.run import Run
 
@@ -241,7 +241,7 @@ def test_unwritable_journal_raises_grade_error(run, monkeypatch):
     def refuse(*_args, **_kwargs):
         raise OSError(30, "Read-only file system")
 
-    monkeypatch.setattr(store_module.os, "open", refuse)
+    monkeypatch.setattr(fsio.os, "open", refuse)
     with pytest.raises(GradeError, match="cannot write the grade"):
         store.mark("r0", "checkpoint-10", "correct")
     monkeypatch.undo()

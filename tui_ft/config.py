@@ -245,7 +245,7 @@ class TrainConfig:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
 
     def save(self, path: str | Path) -> None:
-        from .settings import write_atomic
+        from .fsio import write_atomic
 
         write_atomic(Path(path), self.to_yaml())
 

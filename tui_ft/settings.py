@@ -4,10 +4,9 @@ and defaults are used, with a message saying so."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
+from .fsio import write_atomic
 from .paths import config_dir
 
 SETTINGS_FILE = "settings.yaml"
@@ -39,36 +38,6 @@ def load_settings() -> tuple[dict, str | None]:
     if not isinstance(data, dict):
         return {}, f"{path}: expected a mapping of settings; using defaults"
     return data, None
-
-
-def write_atomic(path: Path, text: str, *, durable: bool = True) -> None:
-    """Write a file so that a reader sees the old or the new content, never half.
-    `durable` also flushes it to disk before the rename (survives a power cut);
-    files rewritten every few seconds (a status) can skip that cost."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        # mkstemp makes the file private (0600); give it the mode a plain open()
-        # would (or keep the one the file had), so sharing a config still works.
-        try:
-            mode = os.stat(path).st_mode & 0o777
-        except FileNotFoundError:
-            umask = os.umask(0)
-            os.umask(umask)
-            mode = 0o666 & ~umask
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            if durable:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def save_setting(key: str, value) -> None:

@@ -14,8 +14,8 @@ from pathlib import Path
 from ..config import TrainConfig, resolve_data_path, short_data_path
 from ..data.records import Dataset, InvalidRecord, RecordError, string_field
 from ..errors import TuiFtError
+from ..fsio import write_atomic
 from ..paths import runs_dir
-from ..settings import write_atomic
 from ..train.run import IMPORTED, Run, now_iso
 from .responses import exact_match
 

@@ -5,13 +5,13 @@ first ones) and the file takes its final name only when complete."""
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
 
 from ..config import ConfigError, TrainConfig, check, read_yaml
 from ..errors import TuiFtError
+from ..fsio import replace as replace_durably, sync
 from ..train.run import Run, now_iso
 
 PARTIAL_SUFFIX = ".partial"
@@ -84,7 +84,7 @@ def generate_responses(run: Run, *, checkpoint: str = "best", split: str = "test
     from ..model.generate import GenerationConfig, fit_max_new_tokens, generate
     from ..model.precision import pick_device
     from ..model.weights import load_model
-    from ..train.data import config_splits
+    from ..train.splits import config_splits
 
     overrides = {k: v for k, v in (("max_new_tokens", max_new_tokens),
                                    ("temperature", temperature), ("top_k", top_k),
@@ -157,7 +157,7 @@ def generate_responses(run: Run, *, checkpoint: str = "best", split: str = "test
             # One call, so each prompt's sampling stream is keyed by its own index.
             generate(model, prompts, gen, batch_size=batch_size, on_result=save,
                      cuda_graphs=cuda_graphs)
-            os.fsync(out.fileno())
+            sync(out)
     except BaseException as exc:
         if not counts["done"]:
             # An empty partial file would read as "incomplete: 0 responses".
@@ -170,7 +170,7 @@ def generate_responses(run: Run, *, checkpoint: str = "best", split: str = "test
                 f"batches of {batch_size}{kept}. Use a smaller batch size (--batch-size "
                 f"{max(1, batch_size // 4)}) or a shorter max_new_tokens") from None
         raise
-    os.replace(partial, run.responses_path)
+    replace_durably(partial, run.responses_path)
     done = counts["done"]
     summary = {"path": str(run.responses_path), "checkpoint": chosen.name, "split": split,
                "count": done, "exact_match": counts["correct"] / done,

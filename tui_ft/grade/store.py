@@ -7,15 +7,13 @@ atomically, each line tied to the run and checkpoint that produced the answer.""
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import TuiFtError
-from ..settings import write_atomic
+from ..fsio import ShortWrite, append_line, write_atomic
 from ..train.run import Run, now_iso
 from .responses import automatic_match
 
@@ -106,28 +104,11 @@ class GradeStore:
     def _append(self, entry: dict) -> None:
         line = (json.dumps(entry, ensure_ascii=False) + "\n").encode("utf-8")
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            append_line(self.path, line)
+        except ShortWrite:
+            raise GradeError(f"{self.path}: the disk took only part of the grade") from None
         except OSError as exc:
             raise GradeError(f"{self.path}: cannot write the grade ({exc.strerror})") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                size = os.fstat(fd).st_size
-                if size:
-                    # A line torn by a crash must not swallow this one.
-                    last = os.pread(fd, 1, size - 1)
-                    if last != b"\n":
-                        line = b"\n" + line
-                written = os.write(fd, line)
-                if written != len(line):
-                    raise GradeError(f"{self.path}: the disk took only part of the grade")
-                os.fsync(fd)
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        except OSError as exc:
-            raise GradeError(f"{self.path}: cannot write the grade ({exc.strerror})") from None
-        finally:
-            os.close(fd)
         # Our own line (and anything another session wrote before it) is read back.
         self.refresh()
 

@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Callable
 
+from ..fsio import FileLock, replace, sync
 from .weights import WeightsError
 
 DEFAULT_HUB_URL = "https://huggingface.co"
@@ -77,7 +78,7 @@ def download_file(url: str, dest: Path, *, expected_sha256: str | None = None,
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     expected_sha256 = expected_sha256.lower() if expected_sha256 else None
-    with _FileLock(dest.with_name(dest.name + ".lock")):
+    with FileLock(dest.with_name(dest.name + ".lock"), remove=True):
         if dest.is_file() and _matches(dest, expected_sha256, expected_size):
             return dest
         return _Download(url, dest, expected_sha256, expected_size, progress, timeout,
@@ -170,8 +171,7 @@ class _Download:
                         done += len(chunk)
                         if self.progress:
                             self.progress(done, expected_size)
-                    out.flush()
-                    os.fsync(out.fileno())
+                    sync(out)
             except (OSError, http.client.HTTPException) as exc:
                 raise self._network_error(exc) from None
         if expected_size is not None and done < expected_size:
@@ -208,8 +208,7 @@ class _Download:
             raise WeightsError(f"checksum mismatch for {self.url}: expected sha256 "
                                f"{expected_sha}, got {sha}; the download was deleted, run "
                                f"again to download it afresh")
-        os.replace(self.part, self.dest)
-        fsync_dir(self.dest.parent)
+        replace(self.part, self.dest)
         return self.dest
 
     def _network_error(self, exc: BaseException) -> WeightsError:
@@ -288,59 +287,6 @@ def _http_error_text(url: str, code: int, reason) -> str:
         404: "no such file: check the repository name and revision",
     }.get(code, "try again later")
     return f"download of {url} failed: the server answered {code} {reason} ({hint})"
-
-
-def fsync_dir(folder: Path) -> None:
-    # Makes the rename itself durable; some platforms cannot open a folder.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-class _FileLock:
-    """An exclusive flock on `path`, so two processes never write the same .part.
-    The lock file is removed on release; a waiter that then holds a lock on the
-    removed file notices (inode changed) and locks the new one."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.fd: int | None = None
-
-    def __enter__(self) -> "_FileLock":
-        try:
-            import fcntl
-        except ImportError:  # not POSIX: no lock, as before this existed
-            return self
-        while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
-            except BaseException:
-                os.close(fd)
-                raise
-            if same:
-                self.fd = fd
-                return self
-            os.close(fd)
-
-    def __exit__(self, *exc) -> None:
-        if self.fd is None:
-            return
-        try:
-            self.path.unlink(missing_ok=True)
-        finally:
-            os.close(self.fd)
-            self.fd = None
 
 
 class TerminalProgress:

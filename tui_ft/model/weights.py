@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from ..errors import TuiFtError
+from ..fsio import atomic_path, fsync_dir, sync, tmp_name, write_atomic, write_synced
 from ..paths import cache_dir
 from . import hf_layout
 from .presets import PRESETS, TINY_INIT_SEED, Preset, get_preset
@@ -683,8 +683,7 @@ def _write_verified(path: Path, sha256: str) -> None:
     st = path.stat()
     data = {"sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
     try:
-        _atomic_write_bytes(path.with_name(path.name + VERIFIED_SUFFIX),
-                            json.dumps(data).encode())
+        write_atomic(path.with_name(path.name + VERIFIED_SUFFIX), json.dumps(data).encode())
     except OSError:
         pass
 
@@ -718,9 +717,9 @@ def save_checkpoint_weights(model: "GPT", folder) -> Path:
     tensors = {k: v for k, v in model.state_dict().items() if k != "lm_head.weight"}
     path = folder / WEIGHTS_FILE
     _atomic_write_safetensors(path, tensors, {"format": "pt", LAYOUT_METADATA_KEY: "tui-ft"})
-    _atomic_write_bytes(folder / CONFIG_FILE,
-                        (json.dumps(model.config.to_dict(), indent=2) + "\n").encode())
-    _fsync_dir(folder)
+    write_atomic(folder / CONFIG_FILE,
+                 (json.dumps(model.config.to_dict(), indent=2) + "\n").encode())
+    fsync_dir(folder)
     return path
 
 
@@ -748,16 +747,16 @@ def export_hf(model: "GPT", out_dir) -> list[Path]:
     names = [HF_CONFIG_FILE, WEIGHTS_FILE, "generation_config.json"]
     parent = out.absolute().parent
     parent.mkdir(parents=True, exist_ok=True)
-    tmp = parent / f".{out.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp = tmp_name(parent / out.name)
     tmp.mkdir()
     try:
         first = next(model.parameters())
         dtype_name = str(first.dtype).removeprefix("torch.")
-        _write_synced(tmp / HF_CONFIG_FILE,
+        write_synced(tmp / HF_CONFIG_FILE,
                       _json_bytes(hf_layout.hf_config(model.config, dtype_name)))
         tensors = hf_layout.to_hf_state_dict(model.state_dict())
         _write_safetensors(tmp / WEIGHTS_FILE, tensors, {"format": "pt"})
-        _write_synced(tmp / "generation_config.json",
+        write_synced(tmp / "generation_config.json",
                       _json_bytes(hf_layout.hf_generation_config(model.config)))
         # The tokenizer too, so that the folder alone serves transformers' AutoTokenizer;
         # a model with fewer embeddings than GPT-2 has tokens cannot take GPT-2's ids.
@@ -765,9 +764,9 @@ def export_hf(model: "GPT", out_dir) -> list[Path]:
             files = hf_layout.hf_tokenizer_files(gpt2_ranks(), {ENDOFTEXT: EOT_ID},
                                                  model.config.context_length)
             for name, data in files.items():
-                _write_synced(tmp / name, data)
+                write_synced(tmp / name, data)
                 names.append(name)
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         check_export_target(out)
         try:
             # On POSIX this replaces an empty folder in one step.
@@ -778,7 +777,7 @@ def export_hf(model: "GPT", out_dir) -> list[Path]:
                 os.replace(tmp, out)
             else:
                 raise
-        _fsync_dir(parent)
+        fsync_dir(parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -816,8 +815,7 @@ def _write_safetensors(path: Path, tensors: dict, metadata: dict) -> None:
             data = tensor.detach().to("cpu").contiguous()
             if data.numel():
                 f.write(_raw_bytes(data))
-        f.flush()
-        os.fsync(f.fileno())
+        sync(f)
 
 
 def _raw_bytes(tensor: "torch.Tensor") -> memoryview:
@@ -831,37 +829,5 @@ def _raw_bytes(tensor: "torch.Tensor") -> memoryview:
 
 
 def _atomic_write_safetensors(path: Path, tensors: dict, metadata: dict) -> None:
-    tmp = _tmp_name(path)
-    try:
+    with atomic_path(path) as tmp:
         _write_safetensors(tmp, tensors, metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = _tmp_name(path)
-    try:
-        _write_synced(tmp, data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-
-
-def _fsync_dir(folder: Path) -> None:
-    from .download import fsync_dir
-
-    fsync_dir(folder)

@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import torch
 
+from ..fsio import fsync_dir, fsync_file
 from ..model.weights import save_checkpoint_weights
 from .run import CheckpointInfo, Run, RunError
 
@@ -23,22 +24,6 @@ SCHEDULER = "scheduler.pt"
 SCALER = "scaler.pt"
 RNG = "rng.pt"
 TMP_PREFIX = ".tmp-"
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def rng_state() -> dict:
@@ -73,8 +58,8 @@ def save_checkpoint(run: Run, step: int, *, model, optimizer, scheduler, scaler,
         (tmp / TRAINER_STATE).write_text(json.dumps(trainer_state, indent=1) + "\n",
                                          encoding="utf-8")
         for path in tmp.iterdir():
-            _fsync_file(path)
-        _fsync_dir(tmp)
+            fsync_file(path)
+        fsync_dir(tmp)
         final = run.checkpoints_dir / name
         if final.exists():
             # Saving the same step again (a resumed run): the old one goes only once
@@ -85,7 +70,7 @@ def save_checkpoint(run: Run, step: int, *, model, optimizer, scheduler, scaler,
             shutil.rmtree(old, ignore_errors=True)
         else:
             tmp.rename(final)
-        _fsync_dir(run.checkpoints_dir)
+        fsync_dir(run.checkpoints_dir)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         kept = ", ".join(c.name for c in run.checkpoints()) or "none"

@@ -14,8 +14,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import TuiFtError
+from ..fsio import FileLock, append_line, write_atomic
 from ..paths import run_registry, runs_dir
-from ..settings import write_atomic
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
@@ -227,11 +227,8 @@ class Run:
     def write_status(self, *, durable: bool = True, **fields) -> dict:
         """Update some fields of status.json. Read, change and replace happen under a
         lock, so a trainer and a responses job writing at once lose nothing."""
-        import fcntl
-
         self.path.mkdir(parents=True, exist_ok=True)
-        with open(self.path / ".status.lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with FileLock(self.path / ".status.lock"):
             status = self.read_status()
             status.update(fields)
             status["updated_at"] = now_iso()
@@ -256,10 +253,10 @@ class Run:
     # -- metrics -------------------------------------------------------------------------
 
     def append_metrics(self, record: dict) -> None:
+        # Not synced: a line lost to a power cut is a point on a curve, and the
+        # trainer writes several a second.
         line = json.dumps(record, separators=(",", ":")) + "\n"
-        with open(self.metrics_path, "a", encoding="utf-8") as f:
-            f.write(line)
-            f.flush()
+        append_line(self.metrics_path, line.encode("utf-8"), durable=False)
 
     def read_metrics(self) -> list[dict]:
         return MetricsTail(self.metrics_path).read()
@@ -378,12 +375,8 @@ def register_run(path: Path) -> None:
             return  # found by listing the folder anyway
         registry.parent.mkdir(parents=True, exist_ok=True)
         line = json.dumps({"path": str(path), "created_at": now_iso()}) + "\n"
-        # One write on an O_APPEND file: two runs created at once never mix lines.
-        fd = os.open(registry, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line.encode("utf-8"))
-        finally:
-            os.close(fd)
+        # Two runs created at once never mix lines.
+        append_line(registry, line.encode("utf-8"), durable=False)
     except OSError:
         pass
 

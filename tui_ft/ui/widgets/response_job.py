@@ -12,8 +12,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...fsio import write_atomic
 from ...grade.responses import partial_path, read_responses
-from ...settings import write_atomic
 from ...train.run import Run, now_iso, pid_alive
 
 JOB_FILE = "responses-job.json"
@@ -176,7 +176,7 @@ def count_test_records(run: Run) -> int | None:
     run's data cannot be read. Reads the dataset: call it off the UI thread."""
     from ...config import TrainConfig
     from ...errors import TuiFtError
-    from ...train.data import config_splits
+    from ...train.splits import config_splits
 
     try:
         splits, _ = config_splits(TrainConfig.load(run.config_path))

@@ -1,0 +1,175 @@
+"""Writing files so that a crash, a power cut or a second process never leaves one
+half-written: the one home for atomic replace, fsync and file locks. Everything that
+must survive (settings, configs, status, checkpoints, grades, exports, downloads)
+goes through here; nothing else in the package calls os.fsync or flock.
+
+Stdlib only, imported by every layer (settings, data, model, train, grade, runs)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+
+class ShortWrite(OSError):
+    """The disk took only part of what was written (a full disk, a quota)."""
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or a new file in `folder` durable. Some platforms and file
+    systems cannot open or sync a folder: then there is nothing more to do."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: Path) -> None:
+    """Flush a file already written and closed (e.g. by torch.save) to disk."""
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def sync(f) -> None:
+    """Flush an open file object's buffers and its data to disk."""
+    f.flush()
+    os.fsync(f.fileno())
+
+
+def write_synced(path: Path, data: bytes) -> None:
+    """Write `data` to `path` (no rename) and flush it to disk; for files inside a
+    temporary folder that is itself renamed into place."""
+    with open(path, "wb") as f:
+        f.write(data)
+        sync(f)
+
+
+def tmp_name(path: Path) -> Path:
+    """A hidden name beside `path`, unique to this process and call."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def replace(src: Path, dest: Path) -> None:
+    """Rename `src` over `dest` in one step, and make the rename durable."""
+    os.replace(src, dest)
+    fsync_dir(Path(dest).parent)
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path` for the caller to write completely (and
+    sync); it replaces `path` when the block ends, and is deleted if the block fails."""
+    tmp = tmp_name(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_atomic(path: Path, data: str | bytes, *, durable: bool = True) -> None:
+    """Write a file so that a reader sees the old or the new content, never half.
+    `durable` also flushes it to disk before the rename (survives a power cut);
+    files rewritten every few seconds (a status) can skip that cost."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        # mkstemp makes the file private (0600); give it the mode a plain open()
+        # would (or keep the one the file had), so sharing a config still works.
+        try:
+            mode = os.stat(path).st_mode & 0o777
+        except FileNotFoundError:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+            f.flush()
+            if durable:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def append_line(path: Path, line: bytes, *, durable: bool = True) -> None:
+    """Append one line to a journal that other processes append to as well: under an
+    exclusive lock, in one write, after repairing a last line torn by a crash (so it
+    cannot swallow this one), and flushed to disk when `durable`. Raises OSError
+    (ShortWrite when the disk took only part of it)."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                line = b"\n" + line
+            if os.write(fd, line) != len(line):
+                raise ShortWrite(f"{path}: short write")
+            if durable:
+                os.fsync(fd)
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+class FileLock:
+    """An exclusive flock on the file `path` (created if needed), held inside `with`.
+    With `remove` the lock file is deleted on release (a download's lock beside its
+    .part); a waiter that then holds a lock on the removed file notices (inode
+    changed) and locks the new one. Without fcntl (not POSIX) it locks nothing."""
+
+    def __init__(self, path: Path, *, remove: bool = False) -> None:
+        self.path = Path(path)
+        self.remove = remove
+        self.fd: int | None = None
+
+    def __enter__(self) -> "FileLock":
+        try:
+            import fcntl
+        except ImportError:
+            return self
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            except BaseException:
+                os.close(fd)
+                raise
+            if same:
+                self.fd = fd
+                return self
+            os.close(fd)
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is None:
+            return
+        try:
+            if self.remove:
+                self.path.unlink(missing_ok=True)
+        finally:
+            os.close(self.fd)
+            self.fd = None
