@@ -128,8 +128,9 @@ def main(argv=None) -> int:
 
     if args.weights:
         from tui_ft.model.weights import load_model
+        from tui_ft.train.run_source import run_checkpoint
 
-        ours, _ = load_model(args.weights)
+        ours, _ = load_model(args.weights, runs=run_checkpoint)
         model_name = args.weights
     else:
         ours = build_init(args.model)

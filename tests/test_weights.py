@@ -21,6 +21,7 @@ from tui_ft.model.gpt import GPT, GPTConfig
 from tui_ft.model.presets import PRESETS, Preset, TINY_INIT_SEED
 from tui_ft.model.weights import (ModelInfo, WeightsError, find_pretrained, load_model,
                                   pretrained_cache_path, save_checkpoint_weights)
+from tui_ft.train.run_source import run_checkpoint
 
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 SMALL = GPTConfig(vocab_size=1000, context_length=64, n_embd=64, n_layer=2, n_head=4)
@@ -143,7 +144,7 @@ def test_run_folder_picks_best_else_last(tmp_path, monkeypatch):
     # A checkpoint still being written (temporary name) is never picked.
     save_checkpoint_weights(make_model(seed=99), run / "checkpoints" / "checkpoint-30.tmp")
 
-    model, info = load_model(str(run))
+    model, info = load_model(str(run), runs=run_checkpoint)
     assert info.kind == "run" and info.checkpoint == "checkpoint-20"
     torch.testing.assert_close(logits(model), logits(models[20]), rtol=0, atol=0)
 
@@ -151,21 +152,29 @@ def test_run_folder_picks_best_else_last(tmp_path, monkeypatch):
                  str(run / "checkpoints" / "checkpoint-10"), 10):
         (run / "status.json").write_text(json.dumps({"state": "finished",
                                                      "best_checkpoint": best}))
-        model, info = load_model(str(run))
+        model, info = load_model(str(run), runs=run_checkpoint)
         assert info.checkpoint == "checkpoint-10", best
     torch.testing.assert_close(logits(model), logits(models[10]), rtol=0, atol=0)
-    _, info = load_model(str(run / "checkpoints"))
+    _, info = load_model(str(run / "checkpoints"), runs=run_checkpoint)
     assert info.checkpoint == "checkpoint-10"
 
     # A run is also found by its name in the runs folder.
     monkeypatch.setenv("TUI_FT_RUNS_DIR", str(tmp_path))
-    _, info = load_model("run")
+    _, info = load_model("run", runs=run_checkpoint)
     assert info.kind == "run" and info.checkpoint == "checkpoint-10"
 
 
 def test_run_without_checkpoints_says_so(tmp_path):
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
     with pytest.raises(WeightsError, match="no checkpoint yet"):
+        load_model(str(tmp_path / "run"), runs=run_checkpoint)
+
+
+def test_a_run_is_a_run_only_through_the_run_layers_lookup(tmp_path):
+    """The model layer does not know runs: without the lookup a run folder holds no
+    model it can read, and a run's name is no model."""
+    save_checkpoint_weights(make_model(), tmp_path / "run" / "checkpoints" / "checkpoint-1")
+    with pytest.raises(WeightsError, match="holds no model"):
         load_model(str(tmp_path / "run"))
 
 

@@ -12,12 +12,14 @@ from ..text import visible
 def run(args) -> int:
     from ..model.download import TerminalProgress
     from ..model.weights import check_export_target, export_hf, load_model
+    from ..train.run_source import run_checkpoint
 
     # Refuse before loading (and perhaps downloading) anything.
     out = check_export_target(args.out_dir)
     progress = TerminalProgress(f"downloading {visible(args.source, keep_newlines=False)}")
     try:
-        model, info = load_model(args.source, device="cpu", progress=progress)
+        model, info = load_model(args.source, device="cpu", progress=progress,
+                                 runs=run_checkpoint)
     finally:
         progress.close()
     written = export_hf(model, out)

@@ -96,11 +96,12 @@ def run(args) -> int:
     problem = check_args(args)
     if problem:
         return _usage_error(problem)
-    from ..model.weights import resolve_source
+    from ..model.sources import resolve_source
+    from ..train.run_source import run_checkpoint
 
     # A model that does not exist is refused here, before torch is imported (seconds).
-    resolved = resolve_source(args.model)
-    style, why = (None, "") if args.raw else pick_style(args, resolved)
+    resolved = resolve_source(args.model, runs=run_checkpoint)
+    style, why = (None, "") if args.raw else pick_style(args, resolved.path)
     text = args.prompt if style is None else styled_prompt(style, args.prompt)
     if style is not None and sys.stderr.isatty() and not args.json:
         print(f"tui-ft generate: prompt style {style.name} ({why}; --raw for none)",
@@ -124,7 +125,7 @@ def run(args) -> int:
     except GenerationError as exc:
         return _usage_error(str(exc))
 
-    model, info = _load(args.model, device, precision)
+    model, info = _load(resolved, device, precision)
     context = model.config.context_length
     if args.max_new_tokens >= context:
         return _usage_error(f"--max-new-tokens must be less than the model's context "
@@ -163,13 +164,13 @@ def run(args) -> int:
     return 0
 
 
-def _load(source: str, device, precision):
+def _load(source, device, precision):
     """The model on `device` in `precision`; for int8 the weights are quantized from
     fp32 on the CPU first (scales from full-precision weights), then moved."""
     from ..model.download import TerminalProgress
     from ..model.weights import load_model
 
-    progress = TerminalProgress(f"downloading {visible(source, keep_newlines=False)}")
+    progress = TerminalProgress(f"downloading {visible(source.text, keep_newlines=False)}")
     try:
         if precision.int8:
             from ..model.quant import quantize_int8

@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from ..errors import TuiFtError
 from ..fsio import atomic_path, fsync_dir, sync, tmp_name, write_atomic, write_synced
 from ..paths import cache_dir
 from . import hf_layout
-from .presets import PRESETS, TINY_INIT_SEED, Preset, get_preset
+from .presets import PRESETS, TINY_INIT_SEED, Preset
+from .sources import (CONFIG_FILE, HF_BIN_FILE, HF_CONFIG_FILE, HF_INDEX_FILE, WEIGHTS_FILE,
+                      ModelSource, RunLookup, WeightsError, configs_beside, read_json,
+                      resolve_source)
 
 # torch stays out of this module's import so that the download code (and the UI,
 # asking whether weights are cached) can use it cheaply.
@@ -24,25 +26,13 @@ if TYPE_CHECKING:
 
     from .gpt import GPT, GPTConfig
 
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "model_config.json"  # ours: GPTConfig.to_dict()
-HF_CONFIG_FILE = "config.json"
-HF_INDEX_FILE = "model.safetensors.index.json"
-HF_BIN_FILE = "pytorch_model.bin"
 VERIFIED_SUFFIX = ".verified"
-CHECKPOINTS_DIR = "checkpoints"
 # Marks a safetensors file written in our names and Linear layout.
 LAYOUT_METADATA_KEY = "tui_ft_layout"
 
-_CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
 _FLOAT_DTYPES = {"F16": "float16", "BF16": "bfloat16", "F32": "float32", "F64": "float64"}
 
 Progress = Callable[[int, "int | None"], None]
-
-
-class WeightsError(TuiFtError):
-    """Weights that cannot be found, fetched or used; the message names the file and
-    the fix."""
 
 
 @dataclass
@@ -75,67 +65,33 @@ class ModelInfo:
 # --------------------------------------------------------------------------- loading
 
 
-def load_model(source: "str | os.PathLike | Preset", *, device="cpu", dtype=None,
-               download: bool = True,
-               progress: Progress | None = None) -> "tuple[GPT, ModelInfo]":
+def load_model(source: "str | os.PathLike | Preset | ModelSource", *, device="cpu",
+               dtype=None, download: bool = True, progress: Progress | None = None,
+               runs: RunLookup | None = None) -> "tuple[GPT, ModelInfo]":
     """The model named by `source`, in eval mode on `device` (fp32 unless `dtype`).
 
     `source` is a preset name (or a Preset), a Hugging Face-layout folder, a
-    .safetensors file, a tui-ft checkpoint folder, or a run folder (its best
-    checkpoint, else its last). Pretrained presets are read from our cache or the
-    Hugging Face cache, else downloaded (unless `download` is false or an offline
-    variable is set); `progress(done, total)` follows the download."""
+    .safetensors file, a tui-ft checkpoint folder, a ModelSource, or (with the run
+    layer's `runs` lookup, see sources.py) a run. Pretrained presets are read from
+    our cache or the Hugging Face cache, else downloaded (unless `download` is false
+    or an offline variable is set); `progress(done, total)` follows the download."""
     target = _torch_dtype(dtype)
-    if isinstance(source, os.PathLike):
-        source = os.fspath(source)
-    resolved = resolve_source(source)
-    if isinstance(resolved, Preset):
-        return _load_preset(resolved, device, target, download, progress)
-    path = resolved
-    if path.is_file():
-        if path.suffix != ".safetensors":
-            raise WeightsError(
-                f"{path}: tui-ft reads weights from .safetensors files (or from a "
-                f"Hugging Face folder holding config.json and model.safetensors or "
-                f"pytorch_model.bin)")
-        return _load_safetensors_file(source, path, device, target)
-    if (path / CONFIG_FILE).is_file():
-        return _load_checkpoint(source, path, device, target, kind="checkpoint")
-    if (path / HF_CONFIG_FILE).is_file():
-        return _load_hf_folder(source, path, device, target)
-    checkpoint = _pick_run_checkpoint(path)
-    if checkpoint is not None:
-        return _load_checkpoint(source, checkpoint, device, target, kind="run")
+    resolved = resolve_source(source, runs=runs)
+    text, path = resolved.text, resolved.path
+    if resolved.kind == "preset":
+        return _load_preset(resolved.preset, device, target, download, progress)
+    if resolved.kind == "safetensors-file":
+        return _load_safetensors_file(text, path, device, target)
+    if resolved.kind == "checkpoint":
+        return _load_checkpoint(text, path, device, target, kind="checkpoint")
+    if resolved.kind == "run":
+        return _load_checkpoint(text, path, device, target, kind="run")
+    if resolved.kind == "hf-folder":
+        return _load_hf_folder(text, path, device, target)
     raise WeightsError(
-        f"{path} holds no model: expected {CONFIG_FILE} + {WEIGHTS_FILE} (a tui-ft "
-        f"checkpoint), {HF_CONFIG_FILE} + {WEIGHTS_FILE} (Hugging Face layout), or "
-        f"{CHECKPOINTS_DIR}/checkpoint-N/ folders (a run)")
-
-
-def resolve_source(source: "str | os.PathLike | Preset") -> "Preset | Path":
-    """What a model `source` names, without torch and without reading any weights: a
-    Preset, or an existing file or folder (a path, or a run's name under the runs
-    directory). A name that is none of these raises WeightsError, so that a command
-    can refuse a typo before it spends seconds importing torch."""
-    if isinstance(source, os.PathLike):
-        source = os.fspath(source)
-    if isinstance(source, Preset):
-        return source
-    preset = get_preset(source)
-    if preset is not None:
-        return preset
-    path = Path(source).expanduser()
-    if source.strip() and path.exists():
-        return path
-    from ..train.run import find_run, runs_named
-
-    if runs_named(source):
-        # Under the runs directory or registered elsewhere; two of one name: says which.
-        return find_run(source).path
-    raise WeightsError(
-        f"unknown model '{source}': not a preset ({', '.join(PRESETS)}) and no "
-        f"such file or folder. Give a preset name, a Hugging Face-layout folder, "
-        f"a .safetensors file, a checkpoint folder or a run folder")
+        f"{path}: tui-ft reads weights from .safetensors files (or from a "
+        f"Hugging Face folder holding config.json and model.safetensors or "
+        f"pytorch_model.bin)")
 
 
 def _torch_dtype(dtype):
@@ -180,7 +136,7 @@ def _load_hf_folder(source, folder: Path, device, dtype):
     from .gpt import GPTConfig
 
     config_path = folder / HF_CONFIG_FILE
-    data = _read_json(config_path)
+    data = read_json(config_path)
     try:
         config = GPTConfig(**hf_layout.config_kwargs_from_hf(data))
     except (hf_layout.HFLayoutError, ValueError) as exc:
@@ -198,7 +154,7 @@ def _hf_weight_files(folder: Path) -> list[Path]:
         return [single]
     index = folder / HF_INDEX_FILE
     if index.is_file():
-        data = _read_json(index)
+        data = read_json(index)
         weight_map = data.get("weight_map") if isinstance(data, dict) else None
         if not isinstance(weight_map, dict) or not weight_map:
             raise WeightsError(f"{index} has no weight_map: the sharded checkpoint is "
@@ -219,7 +175,7 @@ def _load_checkpoint(source, folder: Path, device, dtype, *, kind: str):
     from .gpt import GPTConfig
 
     config_path = folder / CONFIG_FILE
-    data = _read_json(config_path)
+    data = read_json(config_path)
     try:
         config = GPTConfig.from_dict(data)
     except (TypeError, ValueError, AttributeError) as exc:
@@ -240,38 +196,6 @@ def _load_safetensors_file(source, path: Path, device, dtype):
         hint = "the file is not a complete GPT-2 model"
         model = _build(config, tensors, layout, device, dtype, hint)
     return model, ModelInfo(source, "safetensors-file", config, weights_path=path)
-
-
-def _pick_run_checkpoint(folder: Path) -> Path | None:
-    """A run's best checkpoint, by the rule of train/run.py (Run.checkpoint("best"):
-    the best evaluated checkpoint, else the last); None if `folder` is no run. Also
-    accepts the run's checkpoints/ folder itself."""
-    from ..train.run import Run, RunError
-
-    if (folder / CHECKPOINTS_DIR).is_dir():
-        run = Run(folder)
-    elif folder.name == CHECKPOINTS_DIR:
-        run = Run(folder.parent)
-    else:
-        # Checkpoint folders copied out of their run: no status says which is best.
-        found = {int(m.group(1)): child for child in folder.iterdir()
-                 if (m := _CHECKPOINT_NAME.match(child.name)) and child.is_dir()}
-        return found[max(found)] if found else None
-    try:
-        return run.checkpoint("best").path
-    except RunError:
-        raise WeightsError(f"run {run.path} has no checkpoint yet ({run.checkpoints_dir} "
-                           f"is empty): wait for the first save or pick another "
-                           f"source") from None
-
-
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise WeightsError(f"{path} is missing") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise WeightsError(f"{path} is not valid JSON ({exc})") from None
 
 
 # ------------------------------------------------------------------ tensors on disk
@@ -417,7 +341,7 @@ def _infer_config(tensors: _TensorSource, path: Path) -> "GPTConfig":
     context = shapes["wpe.weight"][0]
     blocks = {hf_layout.block_index(k) for k in shapes} - {None}
     n_layer = max(blocks) + 1 if blocks else 0
-    sibling = _sibling_config(path)
+    sibling = next((data for _, data in configs_beside(path)), {})
     n_head = sibling.get("n_head")
     if not isinstance(n_head, int) or isinstance(n_head, bool) or n_head <= 0 \
             or n_embd % n_head:
@@ -435,19 +359,6 @@ def _infer_config(tensors: _TensorSource, path: Path) -> "GPTConfig":
                          n_layer=n_layer, n_head=n_head, layer_norm_eps=float(eps))
     except (TypeError, ValueError) as exc:
         raise WeightsError(f"{path}: cannot infer a GPT-2 config ({exc})") from None
-
-
-def _sibling_config(path: Path) -> dict:
-    for name in (HF_CONFIG_FILE, CONFIG_FILE):
-        candidate = path.with_name(name)
-        if candidate.is_file():
-            try:
-                data = json.loads(candidate.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, ValueError):
-                continue
-            if isinstance(data, dict):
-                return data
-    return {}
 
 
 def _build(config: "GPTConfig", tensors: _TensorSource, layout: str, device, dtype,

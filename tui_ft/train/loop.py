@@ -30,6 +30,7 @@ from .data import config_splits
 from .hostmem import keep_freed_memory, release_free_memory
 from .monitor import EarlyStopping, OverfitMonitor, load_monitor_state, monitor_state
 from .run import Run, now_iso
+from .run_source import run_checkpoint
 from .scalars import ScalarLog
 
 
@@ -206,7 +207,7 @@ class Trainer:
             # The steps after the checkpoint are run again: their old lines go.
             run.truncate_metrics_after(ckpt.read_trainer_state(self.resume_from)["global_step"])
         source = str(self.resume_from) if self.resume_from is not None else c.model
-        model, info = load_model(source, device=device)
+        model, info = load_model(source, device=device, runs=run_checkpoint)
         if c.gradient_checkpointing:
             model.config = replace(model.config, activation_checkpointing=True)
         set_dropout(model, c.dropout)

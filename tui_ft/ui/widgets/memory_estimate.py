@@ -1,11 +1,11 @@
 """The training-memory estimate for the parameters on screen: weights, gradients,
 optimizer state, activations and the peak, for the chosen model, precision, batch
 size and sequence length. Worked out in a thread after the typing pauses; the model's
-shape comes from its preset or from a config file beside its weights (never torch)."""
+shape comes from model.sources: its preset or a config file beside its weights (never
+torch)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,45 +59,27 @@ class EstimateResult:
 
 
 def model_shape(model: str, dropout: float = 0.0) -> tuple[GPTConfig | None, str]:
-    """The shape of `model` (a preset, or a folder or file with a config beside it),
-    and how to name it; (None, why) when it cannot be known without loading it."""
-    from ...model import hf_layout
-    from ...model.presets import get_preset
-    from ...paths import runs_dir
+    """The shape of `model` (a preset, or a folder, file or run with a config beside
+    its weights), and how to name it; (None, why) when it cannot be known without
+    loading it."""
+    from ...errors import TuiFtError
+    from ...model.sources import UnknownModelError, resolve_source, source_shape
+    from ...train.run_source import run_checkpoint
 
-    preset = get_preset(model)
-    if preset is not None:
-        return GPTConfig(**preset.config_dict(), dropout=dropout), model
     text = model.strip()
     if not text:
         return None, "no model given"
-    path = Path(text).expanduser()
-    if not path.exists() and "/" not in text and (runs_dir() / text).is_dir():
-        path = runs_dir() / text
-    if not path.exists():
+    label = visible(Path(text).expanduser().name or text, keep_newlines=False)
+    try:
+        source = resolve_source(text, runs=run_checkpoint)
+    except UnknownModelError:
         return None, f"'{visible(text, keep_newlines=False)}' is not a preset and not a file"
-    if path.is_file():
-        candidates = [path.with_name("model_config.json"), path.with_name("config.json")]
-    else:
-        candidates = [path / "model_config.json", path / "config.json"]
-        # A run: every checkpoint of it has the same shape.
-        candidates += sorted(path.glob("checkpoints/checkpoint-*/model_config.json"))[:1]
-        candidates += sorted(path.glob("checkpoint-*/model_config.json"))[:1]
-    for candidate in candidates:
-        try:
-            data = json.loads(candidate.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError):
-            continue
-        try:
-            if candidate.name == "config.json":
-                data = hf_layout.config_kwargs_from_hf(data)
-            shape = GPTConfig(**{k: int(data[k]) for k in (
-                "vocab_size", "context_length", "n_embd", "n_layer", "n_head")},
-                dropout=dropout)
-        except Exception:  # a config of another kind: keep looking
-            continue
-        return shape, visible(path.name or text, keep_newlines=False)
-    return None, f"{visible(path.name or text, keep_newlines=False)}: unknown until loaded"
+    except TuiFtError:  # a folder without a model, a run without a checkpoint yet
+        source = None
+    shape = source_shape(source, dropout) if source is not None else None
+    if shape is None:
+        return None, f"{label}: unknown until loaded"
+    return shape, text if source.preset is not None else label
 
 
 def compute(request: EstimateRequest) -> EstimateResult:
