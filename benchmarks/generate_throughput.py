@@ -27,7 +27,7 @@ def test_prompts(dataset: Path, limit: int | None) -> list[list[int]]:
     from tui_ft.config import TrainConfig
     from tui_ft.data.styles import load_styles
     from tui_ft.data.tokenizer import encode
-    from tui_ft.train.data import config_splits
+    from tui_ft.train.splits import config_splits
 
     c = TrainConfig(dataset=str(dataset), split_ratios=[0.85, 0.05, 0.10])
     splits, _ = config_splits(c)

@@ -190,7 +190,7 @@ def load_examples(dataset: Path, max_length: int):
     from tui_ft.config import TrainConfig
     from tui_ft.data.batches import encode_records
     from tui_ft.data.styles import load_styles
-    from tui_ft.train.data import config_splits
+    from tui_ft.train.splits import config_splits
 
     c = TrainConfig(dataset=str(dataset), split_ratios=[0.85, 0.05, 0.10])
     splits, errors = config_splits(c)

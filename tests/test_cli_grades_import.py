@@ -194,7 +194,7 @@ def test_mapped_keys(run_cli, tmp_path, isolated_dirs):
         ("2+2?", "4", " 4 "), ("Capital of France?", "Paris", "Lyon")]
     # The run's config reads its file back with the same keys.
     from tui_ft.config import TrainConfig
-    from tui_ft.train.data import config_splits
+    from tui_ft.train.splits import config_splits
 
     config = TrainConfig.load(isolated_dirs["runs"] / "tool" / "config.yaml")
     assert (config.instruction_key, config.output_key) == ("question", "answer")

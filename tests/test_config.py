@@ -44,7 +44,7 @@ def test_every_parameter_has_a_default_group_and_help():
 
 def test_the_default_configuration_is_the_tiny_model_on_the_sample_data():
     from tui_ft.model.presets import PRESETS
-    from tui_ft.train.data import config_splits
+    from tui_ft.train.splits import config_splits
 
     config = TrainConfig()
     assert config.model == "tiny" and not PRESETS["tiny"].pretrained  # nothing to download

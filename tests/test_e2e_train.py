@@ -41,7 +41,7 @@ def untrained_val_loss(config) -> float:
     from tui_ft.data.batches import IGNORE_INDEX, collate, encode_records
     from tui_ft.data.styles import load_styles
     from tui_ft.model.weights import load_model
-    from tui_ft.train.data import config_splits
+    from tui_ft.train.splits import config_splits
 
     model, _ = load_model(config.model, device="cpu")
     splits, _ = config_splits(config)

@@ -108,7 +108,7 @@ def run_with_a_long_prompt(tmp_path_factory) -> Run:
 def prompt_tokens(run: Run, record: dict) -> int:
     from tui_ft.data.styles import load_styles
     from tui_ft.data.tokenizer import encode
-    from tui_ft.train.data import config_splits
+    from tui_ft.train.splits import config_splits
 
     config = TrainConfig.load(run.config_path)
     splits, _ = config_splits(config)

@@ -276,7 +276,7 @@ def test_training_reads_the_configured_split(tmp_path):
     """config_splits, which training, responses and the Grading screen's count call,
     follows split_method and the field keys."""
     from tui_ft.config import TrainConfig
-    from tui_ft.train.data import config_splits
+    from tui_ft.train.splits import config_splits
 
     path = tmp_path / "renamed.jsonl"
     path.write_text("".join(json.dumps({"question": f"Question number {i}?",

@@ -19,7 +19,7 @@ from tui_ft.config import TrainConfig
 from tui_ft.text import visible
 from tui_ft.ui.app import create_app
 from tui_ft.ui.screens.params import ParamsScreen
-from tui_ft.recipes import PARAM_PRESETS
+from tui_ft.recipes import RECIPES
 
 
 async def wait_for(pilot, condition, timeout: float = 15.0) -> None:
@@ -168,6 +168,57 @@ async def test_cross_field_problems_are_shown_beside_the_field():
         assert app.state.config.bf16 is True and app.state.config.fp16 is False
 
 
+async def test_a_key_checks_the_draft_once_and_reads_no_style_file(monkeypatch, tmp_path):
+    """Validation as you type: one check per change, with the style names the screen
+    read when it came to the front; no style file is read per key."""
+    import tui_ft.config
+    import tui_ft.data.styles as styles_module
+    import tui_ft.ui.screens.params as params_module
+
+    user_styles = tmp_path / "styles"
+    user_styles.mkdir()
+    alpaca = (styles_module.BUILTIN_DIR / "alpaca.yaml").read_text(encoding="utf-8")
+    (user_styles / "mine.yaml").write_text(alpaca.replace("name: alpaca", "name: mine"),
+                                           encoding="utf-8")
+    reads: list[str] = []
+    real_read = styles_module.load_style_file
+
+    def counted_read(path):
+        reads.append(str(path))
+        return real_read(path)
+
+    checks = []
+    real_check = tui_ft.config.check
+
+    def counted_check(*args, **kwargs):
+        checks.append(kwargs.get("styles"))
+        return real_check(*args, **kwargs)
+
+    monkeypatch.setattr(styles_module, "user_styles_dir", lambda: user_styles)
+    monkeypatch.setattr(styles_module, "load_style_file", counted_read)
+    monkeypatch.setattr(params_module, "check", counted_check)
+    app = app_on_params()
+    async with app.run_test(size=(100, 40)) as pilot:
+        screen = await params_screen(pilot)
+        assert any(r.endswith("mine.yaml") for r in reads)  # the screen did read them
+        await type_into(pilot, screen, "seed", "7")
+        reads.clear(), checks.clear()
+        for key in "123":
+            await pilot.press(key)
+            await pilot.pause()
+        assert screen.form.editor("seed").value == "7123"
+        assert app.state.config.seed == 7123
+        assert len(checks) == 3 and reads == []
+        assert all(names is not None and "mine" in names for names in checks)
+        # The names passed in are the ones checked against: a user style is valid.
+        await type_into(pilot, screen, "prompt_style", "mine")
+        assert screen.form.problem_text("prompt_style") == ""
+        assert app.state.config.prompt_style == "mine"
+        await type_into(pilot, screen, "prompt_style", "nosuch")
+        assert "unknown style" in screen.form.problem_text("prompt_style")
+        assert reads == []
+
+
 # -- YAML ---------------------------------------------------------------------------------
 
 
@@ -300,7 +351,7 @@ async def test_presets_cycle_and_reset_keeps_the_dataset(tmp_path):
         assert c.dataset == str(data)
         assert screen.form.editor("model").value == "gpt2"
         assert screen.form.editor("weight_decay").value == "0.1"
-        assert PARAM_PRESETS[1].name in screen.message_text()
+        assert RECIPES[1].name in screen.message_text()
         await pilot.press("p")
         c = app.state.config
         assert c.model == "gpt2-medium" and c.bf16 is True and c.per_device_train_batch_size == 8

@@ -9,6 +9,7 @@ import os
 import sys
 
 from . import __version__
+from .model.precision import PRECISIONS  # names only: imports no torch
 
 EPILOG = """\
 commands:
@@ -119,29 +120,31 @@ def _add_model_commands(sub: argparse._SubParsersAction) -> None:
                     "answer. With --json prints {prompt_ids, output_ids, text, style}: "
                     "prompt_ids are the styled prompt's tokens, output_ids the new tokens "
                     "only, text is their decoding.")
-    gen.add_argument("--model", "-m", default="tiny",
+    # Defaults left None are training's (TrainConfig), filled in by the command.
+    gen.add_argument("--model", "-m",
                      help="preset (tiny, gpt2, gpt2-medium, gpt2-large, gpt2-xl), a Hugging "
-                          "Face-layout folder, a .safetensors file, a run or a checkpoint")
+                          "Face-layout folder, a .safetensors file, a run or a checkpoint "
+                          "(default: training's model)")
     gen.add_argument("--prompt", "-p", required=True,
                      help="the instruction (with --raw: the text to continue)")
     framing = gen.add_mutually_exclusive_group()
     framing.add_argument("--style", metavar="NAME",
                          help="prompt style (default: the run's for a run or checkpoint, "
-                              "else alpaca; see 'tui-ft styles')")
+                              "else training's prompt_style; see 'tui-ft styles')")
     framing.add_argument("--raw", action="store_true",
                          help="continue PROMPT as is, in no prompt style")
     gen.add_argument("--max-new-tokens", type=int, default=64, metavar="N",
                      help="stop after N new tokens (default: 64)")
-    gen.add_argument("--temperature", type=float, default=0.0, metavar="T",
-                     help="0 is greedy (default); above 0 samples")
+    gen.add_argument("--temperature", type=float, metavar="T",
+                     help="0 is greedy; above 0 samples (default: training's temperature)")
     gen.add_argument("--top-k", type=int, default=None, metavar="K",
                      help="sample only from the K most likely tokens")
     gen.add_argument("--top-p", type=float, default=None, metavar="P",
                      help="sample from the smallest set of tokens whose probability "
                           "reaches P")
     gen.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
-    gen.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
-    gen.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16", "int8"],
+    gen.add_argument("--device", help="auto, cpu, cuda, cuda:N (default: training's device)")
+    gen.add_argument("--dtype", default="auto", choices=PRECISIONS,
                      help="inference precision (auto: bf16 on a GPU that has it, else fp32; "
                           "int8: weight-only quantized)")
     gen.add_argument("--json", action="store_true", help="print one JSON object")

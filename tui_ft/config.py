@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import difflib
 import math
-import re
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 from .data.split import DEFAULT_RATIOS, SPLIT_METHODS
 from .errors import TuiFtError
+from .model.precision import device_problem, precision_problem
 
 SAMPLE_PREFIX = "@sample/"
 GROUPS = ("model", "data", "optimisation", "evaluation and checkpoints", "precision",
@@ -232,9 +232,9 @@ class TrainConfig:
                          else getattr(self, f.name)) for f in fields(self)}
 
     @classmethod
-    def from_dict(cls, data: dict, source: str = "", *,
-                  recorded: bool = False) -> "TrainConfig":
-        values, problems = check(data, recorded=recorded)
+    def from_dict(cls, data: dict, source: str = "", *, recorded: bool = False,
+                  styles: Collection[str] | None = None) -> "TrainConfig":
+        values, problems = check(data, recorded=recorded, styles=styles)
         if problems:
             raise ConfigError(problems, source)
         return cls(**values)
@@ -422,14 +422,19 @@ def _check_range(value, meta) -> tuple[Any, str | None]:
     return value, None
 
 
-def check(data: dict, *, recorded: bool = False) -> tuple[dict, list[Problem]]:
+def check(data: dict, *, recorded: bool = False,
+          styles: Collection[str] | None = None) -> tuple[dict, list[Problem]]:
     """Coerce and check a mapping of parameters. Returns the usable values (defaults
     filled in) and every problem found: per key, then across keys.
 
     `recorded`: the config of a run that already exists. Rules that only steer new
     configs away from a setting that generation fits by itself at run time (an answer
     length the model's context cannot hold) do not apply: a run made before such a
-    rule must still resume and answer."""
+    rule must still resume and answer.
+
+    `styles`: the prompt style names there are. A caller that checks often (the
+    Parameters form, on every key) reads the style files once and passes the names;
+    left out, they are read here."""
     problems: list[Problem] = []
     names = TrainConfig.field_names()
     values: dict[str, Any] = {}
@@ -447,15 +452,20 @@ def check(data: dict, *, recorded: bool = False) -> tuple[dict, list[Problem]]:
     defaults = {f.name: (f.default if f.default is not MISSING else f.default_factory())
                 for f in fields(TrainConfig)}
     merged = {**defaults, **values}
-    problems.extend(_cross_checks(merged, set(values), recorded))
+    if styles is None:
+        from .data.styles import load_styles
+
+        styles = load_styles().names()
+    problems.extend(_cross_checks(merged, set(values), styles, recorded))
     return merged, problems
 
 
-def _cross_checks(c: dict, given: set, recorded: bool = False) -> list[Problem]:
+def _cross_checks(c: dict, given: set, styles: Collection[str],
+                  recorded: bool = False) -> list[Problem]:
     out: list[Problem] = []
     if c["bf16"] and c["fp16"]:
         out.append(Problem("fp16", True, "bf16 and fp16 cannot both be on"))
-    elif c["fp16"] and c["device"] in ("cpu", "mps"):
+    elif c["fp16"] and precision_problem("fp16", c["device"]):
         # Said now rather than when the run starts (the trainer refuses it too).
         out.append(Problem("fp16", True, f"needs a CUDA device (device is {c['device']}): "
                                          "use bf16 or fp32 there"))
@@ -486,14 +496,12 @@ def _cross_checks(c: dict, given: set, recorded: bool = False) -> list[Problem]:
                            "the validation share is 0 but eval_strategy is "
                            f"{c['eval_strategy']}: give it a share or a val_dataset"))
     out.extend(_record_key_checks(c))
-    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", c["device"]):
-        out.append(Problem("device", c["device"], "must be auto, cpu, cuda, cuda:N or mps"))
-    from .data.styles import load_styles
-
-    styles = load_styles()
-    if c["prompt_style"] not in styles.styles:
+    device_reason = device_problem(c["device"])
+    if device_reason:
+        out.append(Problem("device", c["device"], device_reason))
+    if c["prompt_style"] not in styles:
         out.append(Problem("prompt_style", c["prompt_style"],
-                           f"unknown style (available: {', '.join(styles.names())})"))
+                           f"unknown style (available: {', '.join(styles)})"))
     from .model.presets import get_preset
 
     preset = get_preset(c["model"])

@@ -1,14 +1,16 @@
-"""Named sets of training parameters (recipes): the Parameters screen applies them in one
-key press. Plain data: a recipe is the defaults plus its overrides, and it never touches
-the fields that name the user's own files (dataset, output and checkpoint paths)."""
+"""Recipes: named sets of training parameters the Parameters screen applies in one key
+press. ("Preset" means a model size: tui_ft/model/presets.py.) Plain data: a recipe is
+the defaults plus its overrides, and it never touches the fields that name the user's
+own files (dataset, output and checkpoint paths)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Collection
 
 from .config import TrainConfig
 
-# Where the user's data and results live: a preset or a reset keeps them, so choosing
+# Where the user's data and results live: a recipe or a reset keeps them, so choosing
 # a recipe never loses the dataset picked on the Datasets screen or the run folder.
 KEPT_FIELDS = ("dataset", "val_dataset", "test_dataset", "output_dir", "logging_dir",
                "resume_from_checkpoint")
@@ -26,32 +28,36 @@ _BOOK_RECIPE = {
 
 
 @dataclass(frozen=True)
-class ParamPreset:
+class Recipe:
     name: str
     overrides: dict = field(default_factory=dict)
 
-    def apply(self, current: TrainConfig) -> TrainConfig:
-        """The defaults with this preset's overrides, keeping `current`'s file fields."""
+    def apply(self, current: TrainConfig, *,
+              styles: Collection[str] | None = None) -> TrainConfig:
+        """The defaults with this recipe's overrides, keeping `current`'s file fields.
+        `styles`: the style names, when the caller has them (see config.check)."""
         kept = {name: getattr(current, name) for name in KEPT_FIELDS}
-        return TrainConfig.from_dict({**self.overrides, **kept})
+        return TrainConfig.from_dict({**self.overrides, **kept}, styles=styles)
 
 
-PARAM_PRESETS: tuple[ParamPreset, ...] = (
-    ParamPreset("tiny from scratch (CPU demo)", {}),
-    ParamPreset("gpt2 fine-tune (book recipe)", dict(_BOOK_RECIPE)),
-    ParamPreset("gpt2-medium bf16 GPU", {**_BOOK_RECIPE, "model": "gpt2-medium",
-                                         "bf16": True, "per_device_train_batch_size": 8}),
+RECIPES: tuple[Recipe, ...] = (
+    Recipe("tiny from scratch (CPU demo)", {}),
+    Recipe("gpt2 fine-tune (book recipe)", dict(_BOOK_RECIPE)),
+    Recipe("gpt2-medium bf16 GPU", {**_BOOK_RECIPE, "model": "gpt2-medium",
+                                    "bf16": True, "per_device_train_batch_size": 8}),
 )
 
 
-def defaults_keeping_files(current: TrainConfig) -> TrainConfig:
+def defaults_keeping_files(current: TrainConfig, *,
+                           styles: Collection[str] | None = None) -> TrainConfig:
     """What a reset gives: every parameter at its default except the file fields."""
-    return PARAM_PRESETS[0].apply(current)
+    return RECIPES[0].apply(current, styles=styles)
 
 
-def matching_preset(config: TrainConfig) -> int | None:
-    """The index of the preset `config` is exactly (file fields aside), else None."""
-    for index, preset in enumerate(PARAM_PRESETS):
-        if preset.apply(config) == config:
+def matching_recipe(config: TrainConfig, *,
+                    styles: Collection[str] | None = None) -> int | None:
+    """The index of the recipe `config` is exactly (file fields aside), else None."""
+    for index, recipe in enumerate(RECIPES):
+        if recipe.apply(config, styles=styles) == config:
             return index
     return None

@@ -14,14 +14,22 @@ from pathlib import Path
 from ..text import visible
 
 USAGE_ERROR = 2
-# The style of a model that was not trained by tui-ft (a preset, a foreign folder).
-DEFAULT_STYLE = "alpaca"
 _CHECKPOINT_NAME = re.compile(r"^checkpoint-\d+$")
 
 
 def _usage_error(message: str) -> int:
     print(f"tui-ft generate: error: {message}", file=sys.stderr)
     return USAGE_ERROR
+
+
+def fill_defaults(args) -> None:
+    """Options left out take training's values (TrainConfig), as a run would."""
+    from ..config import TrainConfig
+
+    defaults = TrainConfig()
+    for name in ("model", "temperature", "device"):
+        if getattr(args, name) is None:
+            setattr(args, name, getattr(defaults, name))
 
 
 def check_args(args) -> str | None:
@@ -69,10 +77,12 @@ def pick_style(args, resolved):
 
     if args.style:
         return get_style(args.style), "--style"
+    from ..config import TrainConfig
+
     run_path = run_of_model(resolved) if isinstance(resolved, Path) else None
     if run_path is None:
-        return get_style(DEFAULT_STYLE), "the default"
-    from ..config import TrainConfig
+        # A model not trained by tui-ft (a preset, a foreign folder): training's style.
+        return get_style(TrainConfig().prompt_style), "the default"
     from ..errors import TuiFtError
     from ..train.run import Run
 
@@ -93,6 +103,7 @@ def styled_prompt(style, instruction: str) -> str:
 
 
 def run(args) -> int:
+    fill_defaults(args)
     problem = check_args(args)
     if problem:
         return _usage_error(problem)

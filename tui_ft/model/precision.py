@@ -1,8 +1,12 @@
 """Precision names (fp32, bf16, fp16, int8, auto) and device names (auto, cpu, cuda,
-cuda:N) turned into what torch needs, with readable errors for values a user typed."""
+cuda:N) turned into what torch needs, with readable errors for values a user typed.
+The names and their checks (PRECISIONS, device_problem, precision_problem) import no
+torch: the configuration check and the command line use them as they are typed;
+torch is imported only by the functions that make torch objects."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from ..errors import TuiFtError
@@ -13,6 +17,32 @@ _ALIASES = {
     "bfloat16": "bf16",
     "float16": "fp16", "half": "fp16", "16": "fp16",
 }
+
+
+DEVICE_NAMES = "auto, cpu, cuda or cuda:N"
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def device_problem(name: str) -> str | None:
+    """Why `name` is no device tui-ft can run on (None: it is one). The name only:
+    whether this machine has the GPU it names is pick_device's question when the
+    run starts (a config may be written on one machine and trained on another)."""
+    key = str(name).strip().lower()
+    if _DEVICE.fullmatch(key):
+        return None
+    if key.startswith("cuda:"):
+        return "write cuda:N with N a GPU number, e.g. cuda:0"
+    return f"use {DEVICE_NAMES}"
+
+
+def precision_problem(name: str, device: str) -> str | None:
+    """Why precision `name` cannot be used on `device` (a device name or type), as far
+    as the names tell (None: it may be; a GPU's own support is known at run time)."""
+    key = parse_precision(name)
+    if key == "fp16" and str(device).strip().lower() == "cpu":
+        return ("fp16 is not supported on the CPU (slow, and many CPU kernels lack it): "
+                "use fp32 or bf16 there, or run on a GPU")
+    return None
 
 
 class PrecisionError(TuiFtError):
@@ -58,6 +88,9 @@ def pick_device(name: str = "auto"):
     """A torch.device for `name`: auto (the first CUDA device if there is one, else the
     CPU), cpu, cuda or cuda:N. Asking for CUDA on a machine without it is an error,
     not a silent fall back to the CPU."""
+    problem = device_problem(name)
+    if problem is not None:
+        raise DeviceError(f"unknown device {name!r}: {problem}")
     import torch
 
     key = str(name).strip().lower()
@@ -65,10 +98,8 @@ def pick_device(name: str = "auto"):
         return torch.device("cuda:0") if torch.cuda.is_available() else torch.device("cpu")
     if key == "cpu":
         return torch.device("cpu")
-    if key == "cuda" or key.startswith("cuda:"):
+    if key.startswith("cuda"):
         index_text = key.partition(":")[2]
-        if index_text and not index_text.isdigit():
-            raise DeviceError(f"bad device {name!r}: write cuda:N with N a GPU number, e.g. cuda:0")
         if not torch.cuda.is_available():
             raise DeviceError(f"device {name!r} asked for, but this machine has no usable CUDA "
                               "GPU (or this torch build has no CUDA support): use --device cpu")
@@ -78,7 +109,6 @@ def pick_device(name: str = "auto"):
             raise DeviceError(f"device {name!r} asked for, but this machine has {count} CUDA "
                               f"device(s): use cuda:0..cuda:{count - 1}")
         return torch.device("cuda", index)
-    raise DeviceError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N")
 
 
 def _bf16_ok(device) -> bool:
@@ -110,9 +140,9 @@ def resolve_precision(name: str, device) -> Precision:
         return Precision("bf16" if auto == torch.bfloat16 else "fp32", auto)
     if key == "int8":
         return Precision("int8", auto, int8=True)
-    if key == "fp16" and device.type == "cpu":
-        raise PrecisionError("fp16 is not supported on the CPU (slow, and many CPU kernels "
-                             "lack it): use fp32 or bf16 there, or run on a GPU")
+    problem = precision_problem(key, device.type)
+    if problem is not None:
+        raise PrecisionError(problem)
     if key == "bf16" and device.type == "cuda" and not _bf16_ok(device):
         raise PrecisionError(f"this GPU ({device}) does not support bf16: use fp16 or fp32")
     return Precision(key, torch_dtype(key))

@@ -26,7 +26,7 @@ from ..model.loss import lm_loss_sum
 from ..model.precision import pick_device
 from ..model.weights import load_model
 from . import checkpoints as ckpt
-from .data import config_splits
+from .splits import config_splits
 from .hostmem import keep_freed_memory, release_free_memory
 from .monitor import EarlyStopping, OverfitMonitor, load_monitor_state, monitor_state
 from .run import Run, now_iso

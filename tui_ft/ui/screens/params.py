@@ -1,5 +1,5 @@
 """Parameters screen: every training parameter in a grouped form, checked as it is
-typed (the reason beside the field), presets, YAML load and save, and the memory
+typed (the reason beside the field), recipes, YAML load and save, and the memory
 the chosen model needs to train. The draft is applied to the app's configuration
 only when it has no problem left, so the session always holds a valid one."""
 
@@ -20,13 +20,13 @@ from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from ...config import GROUPS, Problem, TrainConfig, check
+from ...data.styles import load_styles
 from ...errors import TuiFtError
 from ...text import visible
 from ..widgets.key_legend import KeyLegend
 from ..widgets.memory_estimate import EstimateRequest, MemoryEstimatePanel
 from ..widgets.param_form import GROUP_SHORT, ParamForm
-from ...recipes import (KEPT_FIELDS, PARAM_PRESETS, defaults_keeping_files,
-                                     matching_preset)
+from ...recipes import KEPT_FIELDS, RECIPES, defaults_keeping_files, matching_recipe
 from .datasets import PathSuggester
 
 DEFAULT_SAVE_NAME = "train.yaml"
@@ -34,7 +34,7 @@ MESSAGE_LINES = 6
 
 
 class ParamsCommands(Provider):
-    """The screen's actions and each preset by name, in the command palette."""
+    """The screen's actions and each recipe by name, in the command palette."""
 
     def _commands(self) -> list[tuple[str, object, str]]:
         screen = self.screen
@@ -42,9 +42,9 @@ class ParamsCommands(Provider):
                ("Parameters: load YAML", screen.action_load, "Read parameters from a file"),
                ("Parameters: reset to defaults", screen.action_reset,
                 "Every parameter back to its default (dataset and output paths kept)")]
-        for index, preset in enumerate(PARAM_PRESETS):
-            out.append((f"Parameters: preset {preset.name}",
-                        partial(screen.apply_preset, index), "Apply this set of parameters"))
+        for index, recipe in enumerate(RECIPES):
+            out.append((f"Parameters: recipe {recipe.name}",
+                        partial(screen.apply_recipe, index), "Apply this set of parameters"))
         return out
 
     async def discover(self) -> Hits:
@@ -65,7 +65,7 @@ class ParamsScreen(Screen):
         Binding("ctrl+s", "save", "Save"),
         Binding("ctrl+o", "load", "Load"),
         Binding("r", "reset", "Reset"),
-        Binding("p", "next_preset", "Preset"),
+        Binding("p", "next_recipe", "Recipe"),
         Binding("escape", "escape", "Groups"),
     ]
     DEFAULT_CSS = """
@@ -151,9 +151,14 @@ class ParamsScreen(Screen):
         # The configuration as it is in the file at config_path (None: not saved).
         self._saved: TrainConfig | None = None
         self.problems: list[Problem] = []
+        # The draft's values as last checked (problem fields at their defaults).
+        self._values: dict = TrainConfig().to_dict()
+        # The prompt style names, read from the style files once per visit: the draft
+        # is checked on every key, and a check must not read every file each time.
+        self._styles: list[str] = []
         self._path_mode = ""  # "", "save" or "load"
         self._confirm_overwrite: Path | None = None
-        self._last_preset: int | None = None
+        self._last_recipe: int | None = None
         self._return_focus = None
 
     # -- building ------------------------------------------------------------------
@@ -189,18 +194,23 @@ class ParamsScreen(Screen):
         self._saved = state.config if state.config_path is not None else None
         self.query_one("#group-nav", OptionList).highlighted = 0
         self.query_one("#group-nav").focus()
+        self._styles = load_styles().names()
         self.validate()
 
     def on_screen_resume(self) -> None:
         # Another screen may have changed the configuration (a dataset picked):
         # take over the fields it changed and keep the person's draft of the rest.
         current = self.app.state.config
+        styles = load_styles().names()  # a style file may have been added meanwhile
+        changed_styles, self._styles = styles != self._styles, styles
         if self._applied is not None and current != self._applied:
             before = self._applied.to_dict()
             for name, value in current.to_dict().items():
                 if before[name] != value:
                     self.form.set_field(name, value)
             self._applied = current
+            self.validate()
+        elif changed_styles:
             self.validate()
         self._show_file()
 
@@ -209,7 +219,8 @@ class ParamsScreen(Screen):
     def validate(self) -> None:
         """Check the whole draft; show each problem beside its field; hand the
         configuration to the app when nothing is wrong."""
-        values, problems = check(self.form.raw())
+        values, problems = check(self.form.raw(), styles=self._styles)
+        self._values = values
         self.problems = problems
         by_field: dict[str, list[str]] = {}
         for problem in problems:
@@ -281,12 +292,12 @@ class ParamsScreen(Screen):
             nav.highlighted = GROUPS.index(self.form.group_of(name))
         nav.focus()
 
-    # -- presets and reset -----------------------------------------------------------
+    # -- recipes and reset -----------------------------------------------------------
 
     def _draft_config(self) -> TrainConfig:
-        """The draft as a config, problem fields at their defaults (for kept fields)."""
-        values, _ = check(self.form.raw())
-        return TrainConfig(**values)
+        """The draft as a config, problem fields at their defaults (for kept fields):
+        as validate() last checked it, on the latest change."""
+        return TrainConfig(**self._values)
 
     def _replace(self, config: TrainConfig, message: str) -> None:
         self.form.fill(config)
@@ -299,20 +310,21 @@ class ParamsScreen(Screen):
         return f" (kept {', '.join(kept)})" if kept else ""
 
     def action_reset(self) -> None:
-        config = defaults_keeping_files(self._draft_config())
-        self._last_preset = None
+        config = defaults_keeping_files(self._draft_config(), styles=self._styles)
+        self._last_recipe = None
         self._replace(config, "reset to defaults" + self._kept_note(config))
 
-    def action_next_preset(self) -> None:
-        current = matching_preset(self._draft_config()) if not self.problems else None
-        base = current if current is not None else self._last_preset
-        self.apply_preset(0 if base is None else (base + 1) % len(PARAM_PRESETS))
+    def action_next_recipe(self) -> None:
+        current = (matching_recipe(self._draft_config(), styles=self._styles)
+                   if not self.problems else None)
+        base = current if current is not None else self._last_recipe
+        self.apply_recipe(0 if base is None else (base + 1) % len(RECIPES))
 
-    def apply_preset(self, index: int) -> None:
-        preset = PARAM_PRESETS[index]
-        config = preset.apply(self._draft_config())
-        self._last_preset = index
-        self._replace(config, f"preset {index + 1}/{len(PARAM_PRESETS)}: {preset.name}"
+    def apply_recipe(self, index: int) -> None:
+        recipe = RECIPES[index]
+        config = recipe.apply(self._draft_config(), styles=self._styles)
+        self._last_recipe = index
+        self._replace(config, f"recipe {index + 1}/{len(RECIPES)}: {recipe.name}"
                       + self._kept_note(config) + " \u00b7 p: next")
 
     # -- load and save ---------------------------------------------------------------
@@ -414,7 +426,7 @@ class ParamsScreen(Screen):
         self._saved = config
         self.app.set_config(config, path)
         self._applied = config
-        self._last_preset = None
+        self._last_recipe = None
         self.validate()
         self._show_message(f"loaded {path}", ok=True)
         return True
