@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tui_ft.config import TrainConfig
-from tui_ft.train.run import Run
+from tui_ft.runfolder import Run
 from tui_ft.ui.app import create_app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,7 +112,7 @@ async def test_train_generate_grade_kill_reopen_export(tmp_path):
         deadline = time.monotonic() + 30
         while not screen.responses and time.monotonic() < deadline:
             await pilot.pause(0.1)
-        grades = {r["id"]: screen._grade_of(r).grade for r in screen.responses}
+        grades = {r["id"]: screen.session.grade_of(r).grade for r in screen.responses}
         assert [grades[i] for i in shown] == ["correct", "wrong", "correct"]
         assert "3/" in screen.progress_text()
         await pilot.press("e")
