@@ -1,5 +1,6 @@
 """The installed package carries what a fresh machine needs: the GPT-2 rank file and
-its notice, the built-in styles, the sample data and the themes."""
+its notice, the built-in styles, the sample data, the themes and the screens'
+stylesheets."""
 
 from __future__ import annotations
 
@@ -39,6 +40,12 @@ def test_wheel_has_assets_styles_sample_data_and_themes(wheel):
     ]:
         assert required in names, f"{required} missing from the wheel"
     assert wheel.read("tui_ft/assets/gpt2.tiktoken") == (ROOT / "tui_ft/assets/gpt2.tiktoken").read_bytes()
+    # Each screen's stylesheet (CSS_PATH, beside its module): without it the screen
+    # fails to open.
+    sheets = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "tui_ft").rglob("*.tcss"))
+    assert "tui_ft/ui/screens/grading.tcss" in sheets
+    for sheet in sheets:
+        assert sheet in names, f"{sheet} missing from the wheel"
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "tui-ft = tui_ft.cli:main" in wheel.read(entry).decode()
 

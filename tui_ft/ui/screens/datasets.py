@@ -114,57 +114,7 @@ class DatasetsScreen(Screen):
         Binding("h", "toggle_histogram", "Histogram"),
         Binding("escape", "focus_list", "Records", show=False),
     ]
-    DEFAULT_CSS = """
-    DatasetsScreen #dataset-bar {
-        height: 1;
-    }
-    DatasetsScreen #dataset-path {
-        width: 1fr;
-        height: 1;
-        border: none;
-        padding: 0 1;
-    }
-    DatasetsScreen #style-select {
-        width: 20;
-        height: 1;
-    }
-    DatasetsScreen #style-select > SelectCurrent {
-        border: none;
-        padding: 0 1;
-        height: 1;
-    }
-    DatasetsScreen #dataset-main {
-        height: 1fr;
-    }
-    DatasetsScreen #record-list {
-        width: 2fr;
-        border: round $panel-lighten-2;
-    }
-    DatasetsScreen #record-list:focus {
-        border: round $primary;
-    }
-    DatasetsScreen #prompt-preview {
-        width: 3fr;
-        border: round $panel-lighten-2;
-    }
-    DatasetsScreen #prompt-preview:focus {
-        border: round $primary;
-    }
-    DatasetsScreen #side-panel {
-        width: 3fr;
-        display: none;
-        border: round $warning;
-    }
-    DatasetsScreen #side-panel.shown {
-        display: block;
-    }
-    DatasetsScreen #dataset-info {
-        height: auto;
-        max-height: 3;
-        padding: 0 1;
-        color: $text-muted;
-    }
-    """
+    CSS_PATH = "datasets.tcss"
 
     def __init__(self, dataset_path: Path | None = None, **kwargs) -> None:
         super().__init__(**kwargs)

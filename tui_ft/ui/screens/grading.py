@@ -78,72 +78,7 @@ class GradingScreen(Screen):
     COMPONENT_CLASSES = {"grading--correct", "grading--wrong", "grading--ungraded"}
     AUTO_FOCUS = ""  # nothing: keys go to the screen's bindings, not to the hidden input
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW_BELOW, "-wide")]
-    DEFAULT_CSS = """
-    GradingScreen > .grading--correct {
-        color: $text-success;
-        text-style: bold;
-    }
-    GradingScreen > .grading--wrong {
-        color: $text-error;
-        text-style: bold;
-    }
-    GradingScreen > .grading--ungraded {
-        color: $text-muted;
-    }
-    GradingScreen #grading-header {
-        height: 1;
-        padding: 0 1;
-        background: $panel;
-        text-wrap: nowrap;
-        text-overflow: ellipsis;
-    }
-    GradingScreen #grade-line {
-        height: 1;
-        padding: 0 1;
-        text-wrap: nowrap;
-        text-overflow: ellipsis;
-    }
-    GradingScreen #grading-progress {
-        height: 1;
-        padding: 0 1;
-        color: $text-muted;
-        text-wrap: nowrap;
-        text-overflow: ellipsis;
-    }
-    GradingScreen #grading-message {
-        height: auto;
-        max-height: 3;
-        padding: 0 1;
-        display: none;
-    }
-    GradingScreen #grading-message.-shown {
-        display: block;
-    }
-    GradingScreen #grading-message.-error {
-        color: $error;
-    }
-    GradingScreen #input-bar {
-        height: 1;
-        display: none;
-    }
-    GradingScreen #input-bar.-shown {
-        display: block;
-    }
-    GradingScreen #input-label {
-        width: auto;
-        padding: 0 1;
-        color: $text-accent;
-    }
-    GradingScreen #grading-input {
-        width: 1fr;
-        height: 1;
-        border: none;
-        padding: 0 1;
-    }
-    GradingScreen.-narrow ResponseView #answer-columns {
-        layout: vertical;
-    }
-    """
+    CSS_PATH = "grading.tcss"
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)

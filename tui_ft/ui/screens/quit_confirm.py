@@ -49,23 +49,7 @@ class QuitConfirm(ModalScreen[bool]):
         Binding("q,enter", "leave", "Quit"),
         Binding("escape", "stay", "Stay"),
     ]
-    DEFAULT_CSS = """
-    QuitConfirm {
-        align: center middle;
-    }
-    QuitConfirm > Vertical {
-        width: 90%;
-        max-width: 76;
-        height: auto;
-        border: round $warning;
-        padding: 0 1;
-        background: $surface;
-    }
-    QuitConfirm #quit-keys {
-        color: $text-muted;
-        margin-top: 1;
-    }
-    """
+    CSS_PATH = "quit_confirm.tcss"
 
     def __init__(self, lines: list[str], **kwargs) -> None:
         super().__init__(**kwargs)

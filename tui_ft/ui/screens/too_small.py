@@ -9,19 +9,7 @@ from textual.widgets import Static
 
 
 class TooSmall(ModalScreen):
-    DEFAULT_CSS = """
-    TooSmall {
-        align: center middle;
-        background: $background;
-    }
-    TooSmall > Static {
-        width: 100%;
-        height: auto;
-        text-align: center;
-        text-style: bold;
-        padding: 0 1;
-    }
-    """
+    CSS_PATH = "too_small.tcss"
 
     def __init__(self, minimum: tuple[int, int], size: tuple[int, int], **kwargs) -> None:
         super().__init__(**kwargs)
