@@ -12,6 +12,7 @@ import pytest
 from tui_ft.commands.train import run_summary
 from tui_ft.config import TrainConfig
 from tui_ft.model.weights import load_model
+from tui_ft.train.run_source import run_checkpoint
 from tui_ft.train.checkpoints import read_trainer_state
 from tui_ft.train.run import Run
 from tui_ft.train.worker import prepare_run, run_in_process
@@ -79,7 +80,7 @@ def test_save_steps_not_a_multiple_of_eval_steps_names_the_checkpoint_with_its_o
     assert best.evaluated and best.checkpoint.step == best_step
     assert best.metric == pytest.approx(vals[best_step])
     assert run.checkpoint("best").step == best_step
-    _, info = load_model(str(run.path), device="cpu")
+    _, info = load_model(str(run.path), device="cpu", runs=run_checkpoint)
     assert info.checkpoint == f"checkpoint-{best_step}"
     row = run_summary(run)
     assert row["best_checkpoint"] == f"checkpoint-{best_step}"

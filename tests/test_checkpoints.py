@@ -12,6 +12,7 @@ import torch
 
 from tui_ft.config import TrainConfig
 from tui_ft.model.weights import load_model
+from tui_ft.train.run_source import run_checkpoint
 from tui_ft.train.checkpoints import read_trainer_state, remove_partial, rotate
 from tui_ft.train.run import Run, RunError
 from tui_ft.train.worker import prepare_run, run_in_process
@@ -124,7 +125,8 @@ def test_save_total_limit_never_deletes_the_best_or_the_last(tmp_path):
     assert run.checkpoint("best").step == best_step
     ends = [m for m in run.read_metrics() if m.get("event") == "best_model_loaded"]
     assert ends and ends[0]["checkpoint"] == f"checkpoint-{best_step}"
-    model, _ = load_model(str(run.path), device="cpu")  # a run loads as its best
+    model, _ = load_model(str(run.path), device="cpu",  # a run loads as its best
+                          runs=run_checkpoint)
     assert all(torch.isfinite(t).all() for t in model.state_dict().values())
     # Resumed from the best (an earlier checkpoint) and stopped one step later: the
     # checkpoint of the stop survives rotation too, beside the later one left behind.

@@ -263,8 +263,9 @@ def test_train_then_responses_then_export_from_the_command_line(tmp_path, run_cl
     assert proc.returncode == 0, proc.stderr[-3000:]
     transformers = pytest.importorskip("transformers")
     from tui_ft.model.weights import load_model
+    from tui_ft.train.run_source import run_checkpoint
 
-    ours, _ = load_model(str(tmp_path / "run"), device=CUDA)
+    ours, _ = load_model(str(tmp_path / "run"), device=CUDA, runs=run_checkpoint)
     hf = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "hf").to(CUDA).eval()
     ids = torch.randint(0, 50257, (2, 40), device=CUDA)
     with torch.no_grad():
