@@ -20,8 +20,9 @@ from safetensors.torch import save_file
 from tui_ft.model.download import TerminalProgress, download_file, part_path
 from tui_ft.model.gpt import GPT, GPTConfig
 from tui_ft.model.presets import Preset
-from tui_ft.model.weights import (WeightsError, fetch_pretrained, find_pretrained,
-                                  load_model, pretrained_cache_path)
+from tui_ft.model.pretrained import fetch_pretrained, find_pretrained, pretrained_cache_path
+from tui_ft.model.sources import WeightsError
+from tui_ft.model.weights import load_model
 
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 CONFIG = GPTConfig(vocab_size=2048, context_length=128, n_embd=128, n_layer=2, n_head=4)

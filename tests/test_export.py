@@ -20,8 +20,9 @@ from safetensors import safe_open
 transformers = pytest.importorskip("transformers")
 
 from tui_ft.model.gpt import GPT, GPTConfig  # noqa: E402
-from tui_ft.model.weights import (WeightsError, export_hf, load_model,  # noqa: E402
-                                  save_checkpoint_weights)
+from tui_ft.model.export import export_hf  # noqa: E402
+from tui_ft.model.sources import WeightsError  # noqa: E402
+from tui_ft.model.weights import load_model, save_checkpoint_weights  # noqa: E402
 
 TOKENIZER_FILES = ["merges.txt", "special_tokens_map.json", "tokenizer_config.json",
                    "vocab.json"]

@@ -9,7 +9,8 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from tui_ft.model.weights import export_hf, load_model  # noqa: E402
+from tui_ft.model.export import export_hf  # noqa: E402
+from tui_ft.model.weights import load_model  # noqa: E402
 
 ATOL = 1e-4
 

@@ -19,8 +19,9 @@ from safetensors.torch import save_file
 from tui_ft.errors import TuiFtError
 from tui_ft.model.gpt import GPT, GPTConfig
 from tui_ft.model.presets import PRESETS, Preset, TINY_INIT_SEED
-from tui_ft.model.weights import (ModelInfo, WeightsError, find_pretrained, load_model,
-                                  pretrained_cache_path, save_checkpoint_weights)
+from tui_ft.model.pretrained import find_pretrained, pretrained_cache_path
+from tui_ft.model.sources import WeightsError
+from tui_ft.model.weights import ModelInfo, load_model, save_checkpoint_weights
 from tui_ft.train.run_source import run_checkpoint
 
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
@@ -572,7 +573,8 @@ def test_tiny_seed_is_the_presets_seed():
 def test_weights_and_download_modules_do_not_import_torch():
     """The UI can ask whether weights are cached, and `export` can refuse an OUT_DIR,
     without paying for torch."""
-    code = ("import sys, tui_ft.model.weights, tui_ft.model.download; "
+    code = ("import sys, tui_ft.model.weights, tui_ft.model.download, "
+            "tui_ft.model.pretrained, tui_ft.model.tensors, tui_ft.model.export; "
             "print('torch' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60)

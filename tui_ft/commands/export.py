@@ -11,7 +11,8 @@ from ..text import visible
 
 def run(args) -> int:
     from ..model.download import TerminalProgress
-    from ..model.weights import check_export_target, export_hf, load_model
+    from ..model.export import check_export_target, export_hf
+    from ..model.weights import load_model
     from ..train.run_source import run_checkpoint
 
     # Refuse before loading (and perhaps downloading) anything.

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..fsio import FileLock, replace, sync
-from .weights import WeightsError
+from .sources import WeightsError
 
 DEFAULT_HUB_URL = "https://huggingface.co"
 OFFLINE_VARS = ("TUI_FT_OFFLINE", "HF_HUB_OFFLINE")
