@@ -32,11 +32,11 @@ from ..widgets.grade_pickers import (GENERATION_FIELDS, CheckpointPicker, Genera
                                      RunPicker)
 from ..widgets.response_job import GenerationJob, ResponseFeed, count_test_records
 from ..widgets.response_view import ResponseView, shown
+from . import grading_lines
 
 TICK_S = 1.0  # the response file is looked at (stat, re-read if changed) at most this often
 REFRESH_EVERY = 2  # ticks between reads of other sessions' grades
 NARROW_BELOW = 70  # columns under which expected and response stack vertically
-MARKS = {"correct": "\u2713 correct", "wrong": "\u2717 wrong"}
 # Actions that need a response on screen (disabled, and shown dimmed, without one).
 NEEDS_RESPONSE = {"grade", "next", "previous", "next_ungraded", "cycle_filter", "edit_note",
                   "export", "scroll_answers"}
@@ -180,18 +180,12 @@ class GradingScreen(Screen):
             self._redraw()
 
     def _generation_ended(self, job: GenerationJob, code: int) -> None:
-        if code == 0 or (code == -1 and not partial_path(job.run).exists()):
+        complete = not partial_path(job.run).exists()
+        if code == 0 or (code == -1 and complete):
             self._reload_responses()
-            summary = job.run.read_status().get("responses")
-            note = summary.get("note") if isinstance(summary, dict) else None
-            self._say(f"{len(self.responses)} responses from {job.checkpoint} are complete"
-                      + (f" ({note})" if isinstance(note, str) else ""))
-        elif code == -1:
-            self._say(f"generation with {job.checkpoint} stopped before the end; r starts "
-                      "it again", error=True)
-        else:
-            self._say(f"generation with {job.checkpoint} failed: {job.error_text()}",
-                      error=True)
+        message, error = grading_lines.generation_ended(job, code, complete,
+                                                        len(self.responses))
+        self._say(message, error=error)
 
     # -- what is on screen ---------------------------------------------------------------
 
@@ -211,7 +205,7 @@ class GradingScreen(Screen):
         view = self.query_one(ResponseView)
         record = self.current
         if record is None:
-            view.show_message(self._empty_message())
+            view.show_message(grading_lines.empty_message(self.run, self.job))
             self._shown_key = None
         else:
             grade = self.session.grade_of(record)
@@ -219,18 +213,6 @@ class GradingScreen(Screen):
             self._shown_key = response_key(record)
         self._redraw_status()
         self.refresh_bindings()
-
-    def _empty_message(self) -> str:
-        if self.run is None:
-            return "No run chosen. Press o to pick one."
-        if self.job is not None:
-            return (f"Generating responses with {self.job.checkpoint} (the model is loading). "
-                    "The first answers appear here as soon as they are written.")
-        if not self.run.checkpoints():
-            return (f"{self.run.name} has no checkpoint yet, so there is nothing to grade. "
-                    "Train it first (Training screen, 3).")
-        return (f"No responses yet for {self.run.name}. Press r to generate them with a "
-                "checkpoint (best, last or any).")
 
     def _redraw(self) -> None:
         """Everything after a change from disk (responses or other sessions' grades);
@@ -246,52 +228,14 @@ class GradingScreen(Screen):
 
     def _redraw_status(self) -> None:
         self._redraw_header()
-        self.query_one("#grade-line", Static).update(self._grade_line())
+        self.query_one("#grade-line", Static).update(grading_lines.grade_line(
+            self.session, lambda mark: self.get_component_rich_style(f"grading--{mark}")))
         self.query_one("#grading-progress", Static).update(Text(self.progress_text()))
 
     def _redraw_header(self) -> None:
-        self.query_one("#grading-header", Static).update(self._header())
-
-    def _header(self) -> Text:
-        if self.run is None:
-            return Text("Grading \u00b7 no run chosen (o picks one)")
-        text = Text(shown(self.run.name), style="bold")
-        n = len(self.responses)
-        checkpoint = self.current.get("checkpoint") if self.current else None
-        if self.job is not None:
-            total = f"/{self.expected_total}" if self.expected_total is not None else ""
-            done = n if self.feed is not None and self.feed.is_partial else 0
-            text.append(f" \u00b7 generating with {self.job.checkpoint}: {done}{total} written")
-        elif self.feed is not None and self.feed.is_partial:
-            text.append(f" \u00b7 {shown(checkpoint or '?')} \u00b7 incomplete: {n} responses"
-                        " (generation stopped; r starts it again)")
-        elif n:
-            text.append(f" \u00b7 {shown(checkpoint or '?')} \u00b7 {n} responses")
-        else:
-            text.append(" \u00b7 no responses")
-        return text
-
-    def _grade_line(self) -> Text:
-        record = self.current
-        if record is None:
-            return Text("")
-        session = self.session
-        text = Text(f"{session.index + 1} of {len(session.responses)}")
-        if session.filter != "all":
-            place, matching = session.filter_position()
-            text.append(f" ({place} of {matching} {session.filter})" if place is not None
-                        else f" (not {session.filter}; {matching} are)")
-        text.append(f" \u00b7 id {shown(record.get('id'))} \u00b7 ")
-        grade = session.grade_of(record)
-        mark = grade.grade if grade else None
-        if mark in MARKS:
-            text.append(MARKS[mark], self.get_component_rich_style(f"grading--{mark}"))
-        else:
-            text.append("ungraded", self.get_component_rich_style("grading--ungraded"))
-        if grade is not None and grade.note:
-            text.append(" \u00b7 note: ")
-            text.append(shown(grade.note).replace("\n", " \u21b5 "), style="italic")
-        return text
+        partial = self.feed is not None and self.feed.is_partial
+        self.query_one("#grading-header", Static).update(grading_lines.header(
+            self.run, self.session, self.job, partial, self.expected_total))
 
     def progress_text(self) -> str:
         """'37/155 graded · 81% correct · filter all · auto-advance on'."""
@@ -447,13 +391,7 @@ class GradingScreen(Screen):
         except GradeError as exc:
             self._say(str(exc), error=True)
             return
-        graded = summary["correct"] + summary["wrong"]
-        message = (f"exported {summary['total']} responses to {summary['path']} ({graded} "
-                   f"graded: {summary['correct']} correct, {summary['wrong']} wrong; "
-                   f"{summary['ungraded']} ungraded)")
-        if self.job is not None:
-            message += "; generation is still running, export again when it ends"
-        self._say(message)
+        self._say(grading_lines.export_message(summary, self.job is not None))
 
     # -- run and generation ---------------------------------------------------------------
 
@@ -497,16 +435,7 @@ class GradingScreen(Screen):
         """What new responses would put aside: the answers graded in responses.jsonl."""
         if self.run is None or self.store is None or self.feed is None or self.feed.is_partial:
             return ""
-        graded = self.session.counts()
-        done = graded["correct"] + graded["wrong"]
-        if not done:
-            return ""
-        checkpoint = shown(self.current.get("checkpoint") if self.current else "?")
-        answers = "answer" if done == 1 else "answers"
-        return (f"responses.jsonl holds {done} graded {answers} from {checkpoint}. New "
-                "responses replace it when they are complete; the grades stay in "
-                f"grades.jsonl, tied to {checkpoint}. Export first (e) to keep those answers "
-                "with their grades.")
+        return grading_lines.replace_warning(self.session)
 
     def _checkpoint_picked(self, request: GenerateRequest | None) -> None:
         if request is None or self.run is None:
