@@ -1,5 +1,19 @@
 """Download one file over HTTP(S) with urllib: resumable, checked against its size and
-sha256, finished by an atomic rename; plus the plain-text progress bar the CLI shows."""
+sha256, finished by an atomic rename; plus the plain-text progress bar the CLI shows.
+
+Why not huggingface_hub's hf_hub_download (issue 14 asked; measured with 2.4.0, the
+version transformers brings, against a loopback endpoint): it downloads fine, but
+  - a connection cut mid-file is retried in-process from byte 0 (no Range), and when
+    it gives up the partial file is deleted: a later run starts over, where this
+    client keeps `.part` and resumes it (a 6 GB gpt2-xl on a flaky link);
+  - it does not hash what it received: a body that does not match the announced
+    ETag is stored as the blob named by that sha256, so a bad download poisons the
+    cache that pretrained.py (and transformers) trust by blob name;
+  - it logs its retries to stderr itself, and it is no dependency of ours: `pip
+    install .` would gain it with hf-xet (an 11 MB native module), httpx, fsspec,
+    click and tqdm, and importing it costs 0.2 s against urllib's 0.05 s.
+The Hugging Face cache stays shared for reading: pretrained.py finds the pinned file
+in it (by revision and blob sha256) before downloading into our own cache."""
 
 from __future__ import annotations
 
