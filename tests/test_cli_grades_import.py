@@ -12,7 +12,8 @@ import pytest
 from tui_ft.grade.imported import IMPORTED
 from tui_ft.grade.responses import exact_match
 from tui_ft.grade.store import GradeStore
-from tui_ft.train.run import Run, list_runs
+from tui_ft.runfolder import Run
+from tui_ft.runs.registry import list_runs
 
 ANSWERS = [
     {"instruction": "Write the plural of \"bus\".", "input": "", "output": "buses",

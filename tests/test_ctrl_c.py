@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from tui_ft.model.weights import load_model
-from tui_ft.train.run import Run
+from tui_ft.runfolder import Run
 
 from helpers import wait_for, word_task_config
 

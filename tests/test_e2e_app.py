@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tui_ft.config import TrainConfig
-from tui_ft.train.run import Run
+from tui_ft.runfolder import Run
 from tui_ft.ui.app import create_app
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -80,7 +80,7 @@ def machine() -> dict:
 
 def test_default_config_learns_and_answers_stop_at_end_of_text(tmp_path, run_cli):
     from tui_ft.config import TrainConfig
-    from tui_ft.train.run import Run
+    from tui_ft.runfolder import Run
 
     run_dir = tmp_path / "e2e"
     config_path = tmp_path / "e2e.yaml"

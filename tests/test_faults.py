@@ -22,8 +22,9 @@ from tui_ft.config import ConfigError, TrainConfig, read_yaml
 from tui_ft.errors import TuiFtError
 from tui_ft.grade.store import GradeError, GradeStore
 from tui_ft.model.weights import load_model
-from tui_ft.train.run import Run, RunError
-from tui_ft.train.worker import prepare_run, run_in_process
+from tui_ft.runfolder import Run, RunError
+from tui_ft.runs.jobs import prepare_run
+from tui_ft.train.worker import run_in_process
 
 from helpers import PtyApp
 
@@ -188,7 +189,7 @@ def test_sigkill_while_a_checkpoint_is_being_written(tmp_path):
     shows as died, every listed checkpoint loads, and resume finishes the run."""
     import torch
 
-    from tui_ft.train.worker import start_detached
+    from tui_ft.runs.jobs import start_detached
 
     run, _ = prepare_run(small_config(tmp_path, max_steps=12, save_steps=1, eval_steps=1,
                                       save_total_limit=None))

@@ -157,7 +157,7 @@ def test_a_newcomer_trains_generates_grades_and_exports_with_the_defaults(newcom
     grade = textwrap.dedent("""
         import sys
         from tui_ft.grade.store import GradeStore
-        from tui_ft.train.run import Run
+        from tui_ft.runfolder import Run
         store = GradeStore(Run(sys.argv[1]))
         store.mark(sys.argv[2], sys.argv[3], "correct")
         store.mark(sys.argv[4], sys.argv[5], "wrong")

@@ -23,7 +23,7 @@ from tui_ft.config import TrainConfig, check
 from tui_ft.grade.responses import generate_responses, partial_path, read_responses
 from tui_ft.model.generate import fit_max_new_tokens
 from tui_ft.model.presets import get_preset
-from tui_ft.train.run import Run
+from tui_ft.runfolder import Run
 from tui_ft.ui.app import create_app
 from tui_ft.ui.widgets.grade_pickers import CheckpointPicker
 from tui_ft.ui.widgets.response_view import ResponseView

@@ -19,7 +19,8 @@ from tui_ft.config import TrainConfig
 from tui_ft.data.batches import Example, Pack, collate, collate_packed
 from tui_ft.model.gpt import GPT, GPTConfig
 from tui_ft.model.loss import lm_loss_sum
-from tui_ft.train.worker import prepare_run, run_in_process
+from tui_ft.runs.jobs import prepare_run
+from tui_ft.train.worker import run_in_process
 
 from helpers import code_word_records, one_token_words, write_jsonl
 

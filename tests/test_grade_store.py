@@ -14,7 +14,7 @@ import pytest
 
 from tui_ft import fsio
 from tui_ft.grade.store import GradeError, GradeStore
-from tui_ft.train.run import Run
+from tui_ft.runfolder import Run
 
 EXPORT_FIELDS = {"id", "instruction", "input", "expected", "response", "grade", "note", "run",
                  "checkpoint", "graded_at", "exact_match"}
@@ -92,7 +92,7 @@ def test_marks_survive_sigkill(run):
     proc = _python("""
         import os, sys
         from tui_ft.grade.store import GradeStore
-        from tui_ft.train.run import Run
+        from tui_ft.runfolder import Run
         store = GradeStore(Run(sys.argv[1]))
         store.mark("r0", "checkpoint-10", "correct")
         store.mark("r1", "checkpoint-10", "wrong")
@@ -124,7 +124,7 @@ def test_two_processes_appending_at_once_lose_and_duplicate_nothing(run):
     code = """
         import sys
         from tui_ft.grade.store import GradeStore
-        from tui_ft.train.run import Run
+        from tui_ft.runfolder import Run
         store = GradeStore(Run(sys.argv[1]))
         print("ready", flush=True)
         sys.stdin.readline()  # both start together

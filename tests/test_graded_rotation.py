@@ -6,12 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tui_ft.commands.progress import describe_event
+from tui_ft.runs.progress import describe_event
 from tui_ft.config import TrainConfig
 from tui_ft.grade.store import GradeStore
 from tui_ft.model.weights import load_model
-from tui_ft.train.run import Run
-from tui_ft.train.worker import prepare_run, run_in_process
+from tui_ft.runfolder import Run
+from tui_ft.runs.jobs import prepare_run
+from tui_ft.train.worker import run_in_process
 
 from helpers import word_task_config
 

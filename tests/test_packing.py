@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tui_ft.commands.progress import describe_event
+from tui_ft.runs.progress import describe_event
 from tui_ft.config import TrainConfig
 from tui_ft.data.batches import (Example, Pack, collate, collate_packed, encode_records,
                                  pack_examples, padded_width)
@@ -20,7 +20,8 @@ from tui_ft.data.records import load_records
 from tui_ft.data.styles import load_styles
 from tui_ft.model.gpt import GPT, GPTConfig, document_mask
 from tui_ft.model.loss import lm_loss_sum
-from tui_ft.train.worker import prepare_run, run_in_process
+from tui_ft.runs.jobs import prepare_run
+from tui_ft.train.worker import run_in_process
 
 from helpers import code_word_records, one_token_words, word_task_config, write_jsonl
 

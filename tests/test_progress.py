@@ -1,7 +1,8 @@
 """The one-line descriptions of run events that the Training screen's log and
 `tui-ft train`'s progress messages share (tui_ft/commands/progress.py)."""
 
-from tui_ft.commands.progress import ProgressLine, describe_event, format_duration
+from tui_ft.commands.progress import ProgressLine
+from tui_ft.runs.progress import describe_event, format_duration
 
 
 def test_run_log_lines_say_what_happened():

@@ -11,8 +11,9 @@ import sys
 
 from tui_ft.config import TrainConfig
 from tui_ft.paths import run_registry
-from tui_ft.train.run import Run, list_runs
-from tui_ft.train.worker import prepare_run
+from tui_ft.runfolder import Run
+from tui_ft.runs.registry import list_runs
+from tui_ft.runs.jobs import prepare_run
 
 from helpers import word_task_config
 

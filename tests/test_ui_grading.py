@@ -20,11 +20,11 @@ import pytest
 from tui_ft.config import TrainConfig
 from tui_ft.grade.responses import partial_path
 from tui_ft.grade.store import GradeStore
-from tui_ft.train.run import Run
+from tui_ft.runfolder import Run
+from tui_ft.runs.jobs import JOB_FILE
 from tui_ft.ui.app import create_app
 from tui_ft.ui.widgets.key_legend import KeyLegend
 from tui_ft.ui.widgets.grade_pickers import CheckpointPicker, RunPicker
-from tui_ft.ui.widgets.response_job import JOB_FILE
 from tui_ft.ui.widgets.response_view import ResponseView
 
 from helpers import PtyApp

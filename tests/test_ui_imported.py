@@ -10,7 +10,7 @@ import time
 
 from tui_ft.grade.imported import import_answers
 from tui_ft.paths import runs_dir
-from tui_ft.train.run import Run
+from tui_ft.runfolder import Run
 from tui_ft.ui.app import create_app
 
 from helpers import PtyApp

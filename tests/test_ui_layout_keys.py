@@ -22,7 +22,7 @@ from textual import events
 from tui_ft.config import TrainConfig
 from tui_ft.paths import runs_dir
 from tui_ft.settings import load_settings
-from tui_ft.train.run import Run
+from tui_ft.runfolder import Run
 from tui_ft.ui.app import TuiFtApp, create_app
 from tui_ft.ui.screens.quit_confirm import QuitConfirm
 from tui_ft.ui.screens.too_small import TooSmall
@@ -262,7 +262,7 @@ def test_a_new_run_never_takes_a_folder_that_holds_one(tmp_path):
 
 @pytest.mark.slow
 async def test_s_on_a_failed_run_starts_a_new_one_in_a_new_folder(tmp_path):
-    from tui_ft.train.worker import stop_run
+    from tui_ft.runs.jobs import stop_run
 
     failed = long_run(runs_dir() / "failed-run", None, state="failed", overfitting=False)
     failed.write_status(error="the loss became NaN")

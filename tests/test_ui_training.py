@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from tui_ft.config import TrainConfig
-from tui_ft.train.run import Run
-from tui_ft.train.worker import prepare_run, run_in_process
+from tui_ft.runfolder import Run
+from tui_ft.runs.jobs import prepare_run
+from tui_ft.train.worker import run_in_process
 from tui_ft.ui.app import create_app
 from tui_ft.ui.widgets.loss_chart import LossChart, thin
 

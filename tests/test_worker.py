@@ -17,9 +17,9 @@ import torch
 
 from tui_ft.config import TrainConfig
 from tui_ft.model.weights import load_model
-from tui_ft.train.run import Run, RunError, pid_alive
-from tui_ft.train.worker import (main, prepare_run, run_in_process, start_detached,
-                                 stop_run)
+from tui_ft.runfolder import Run, RunError, pid_alive
+from tui_ft.runs.jobs import prepare_run, start_detached, stop_run
+from tui_ft.train.worker import main, run_in_process
 
 from helpers import wait_for, word_task_config
 
@@ -82,8 +82,8 @@ def test_without_output_dir_a_run_gets_a_new_folder_in_the_runs_directory(isolat
 
 LAUNCHER = """
 import sys, time
-from tui_ft.train.run import Run
-from tui_ft.train.worker import start_detached
+from tui_ft.runfolder import Run
+from tui_ft.runs.jobs import start_detached
 
 t0 = time.monotonic()
 pid = start_detached(Run(sys.argv[1]))
@@ -248,10 +248,10 @@ def test_run_state_is_starting_until_the_worker_writes_its_pid(tmp_path):
 
 
 def test_metrics_tail_skips_a_truncated_last_line_and_reads_it_once_complete(tmp_path):
-    from tui_ft.train.run import MetricsTail
+    from tui_ft.runfolder import JsonlTail
 
     path = tmp_path / "metrics.jsonl"
-    tail = MetricsTail(path)
+    tail = JsonlTail(path)
     assert tail.read() == []  # no file yet: nothing, no error
     path.write_text('{"step": 1, "epoch": 0.1, "train_loss": 2.5}\n{"step": 2, "epo')
     assert tail.read() == [{"step": 1, "epoch": 0.1, "train_loss": 2.5}]
@@ -264,13 +264,13 @@ def test_metrics_tail_skips_a_truncated_last_line_and_reads_it_once_complete(tmp
 
 
 def test_metrics_tail_skips_lines_that_are_not_json_objects(tmp_path):
-    from tui_ft.train.run import MetricsTail
+    from tui_ft.runfolder import JsonlTail
 
     path = tmp_path / "metrics.jsonl"
     # A worker killed mid-line, then a new worker appending after it; garbage; a list.
     path.write_bytes(b'{"step": 1, "epoch": 0}\n{"step": 2, "tra\n\xff\xfe garbage\n[1, 2]\n'
                      b'\n{"step": 3, "epoch": 1.0}\n')
-    tail = MetricsTail(path)
+    tail = JsonlTail(path)
     assert tail.read() == [{"step": 1, "epoch": 0}, {"step": 3, "epoch": 1.0}]
     assert tail.skipped == 3
     assert Run(tmp_path).read_metrics() == [{"step": 1, "epoch": 0}, {"step": 3, "epoch": 1.0}]

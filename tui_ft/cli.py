@@ -361,7 +361,7 @@ def _main(argv: list[str] | None = None) -> int:
         config = Path(args.config).expanduser() if args.config else None
         run_path = None
         if run_name:
-            from .commands.train import find_run
+            from .runs.registry import find_run
 
             run_path = find_run(run_name).path
         return run_app(mouse=not args.no_mouse, dataset_path=dataset, config_path=config,

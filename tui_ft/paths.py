@@ -49,7 +49,7 @@ def runs_dir() -> Path:
 
 def run_registry() -> Path:
     """Run folders made outside the runs directory (a config's output_dir), one JSON
-    line each, so that listings and run names find them (train/run.py)."""
+    line each, so that listings and run names find them (runs/registry.py)."""
     return runs_dir() / "registry.jsonl"
 
 

@@ -60,7 +60,7 @@ def _write_text(text: str) -> None:
 def run_of_model(path: Path) -> Path | None:
     """The run folder a model path belongs to: the run itself, its checkpoints/ folder,
     one of its checkpoints or a weights file in one; None for anything else."""
-    from ..train.run import CHECKPOINTS_DIR, Run
+    from ..runfolder import CHECKPOINTS_DIR, Run
 
     folder = path if path.is_dir() else path.parent
     if _CHECKPOINT_NAME.match(folder.name) and folder.parent.name == CHECKPOINTS_DIR:
@@ -84,7 +84,7 @@ def pick_style(args, resolved):
         # A model not trained by tui-ft (a preset, a foreign folder): training's style.
         return get_style(TrainConfig().prompt_style), "the default"
     from ..errors import TuiFtError
-    from ..train.run import Run
+    from ..runfolder import Run
 
     try:
         name = TrainConfig.load(Run(run_path).config_path).prompt_style

@@ -11,7 +11,7 @@ from ..errors import TuiFtError
 from ..text import visible
 from ..grade.responses import read_responses
 from ..grade.store import GradeStore
-from .train import find_run
+from ..runs.registry import find_run
 
 
 def _load(run_name: str):

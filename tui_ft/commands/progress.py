@@ -1,36 +1,13 @@
 """A one-line progress display for the terminal (stderr), redrawn in place at most a
-few times a second; on a pipe it prints a plain line now and then instead."""
+few times a second; on a pipe it prints a plain line now and then instead. What the
+line says comes from tui_ft.runs.progress, as the Training screen's does."""
 
 from __future__ import annotations
 
 import sys
 import time
 
-
-def format_duration(seconds: float | None) -> str:
-    if seconds is None or seconds != seconds or seconds < 0:
-        return "--"
-    seconds = int(seconds)
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    if seconds >= 60:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds}s"
-
-
-def progress_parts(step: int, total, epoch: float, train_loss=None, val_loss=None,
-                   speed=None, eta: float | None = None, show_eta: bool = True) -> list[str]:
-    """The pieces of a training progress line, shared by the CLI and the TUI."""
-    parts = [f"step {step}/{total or '?'}", f"epoch {epoch:.2f}"]
-    if train_loss is not None:
-        parts.append(f"loss {train_loss:.4f}")
-    if val_loss is not None:
-        parts.append(f"val {val_loss:.4f}")
-    if speed is not None:
-        parts.append(f"{speed:,.0f} tok/s")
-    if show_eta:
-        parts.append(f"ETA {format_duration(eta)}")
-    return parts
+from ..runs.progress import ProgressState, describe_event
 
 
 class ProgressLine:
@@ -83,33 +60,19 @@ class ProgressLine:
 
 
 class TrainingProgress:
-    """Turns metric records into the progress line: step, epoch, losses, speed, ETA."""
+    """Prints the progress of metric records: the line (step, epoch, losses, speed,
+    ETA) and a message of its own for each event worth one."""
 
     def __init__(self, line: ProgressLine | None = None) -> None:
         self.line = line or ProgressLine()
-        self.total = None
-        self.step = 0
-        self.epoch = 0.0
-        self.train_loss = None
-        self.val_loss = None
-        self.speed = None
-        self.t0 = None
-        self.step0 = 0
+        self.state = ProgressState()
 
     def feed(self, m: dict) -> None:
         event = m.get("event")
-        if event == "start" or event == "resumed":
-            self.total = m.get("total_steps", self.total)
-            self.t0, self.step0 = time.monotonic(), int(m.get("step", 0))
-        self.step = int(m.get("step", self.step))
-        self.epoch = float(m.get("epoch", self.epoch))
-        if "train_loss" in m:
-            self.train_loss = m["train_loss"]
-        if "tokens_per_s" in m:
-            self.speed = m["tokens_per_s"]
+        self.state.feed(m)
+        step = self.state.step
         if "val_loss" in m:
-            self.val_loss = m["val_loss"]
-            self.line.message(f"step {self.step}: validation loss {self.val_loss:.4f}")
+            self.line.message(f"step {step}: validation loss {self.state.val_loss:.4f}")
         if event == "overfitting":
             metric = m.get("best_checkpoint_metric")
             self.line.message(
@@ -120,70 +83,15 @@ class TrainingProgress:
                 + (f" (val loss {metric:.4f})" if isinstance(metric, (int, float)) else "")
                 + ". 'tui-ft stop RUN' stops it.")
         elif event == "checkpoint":
-            self.line.message(f"step {self.step}: saved {m.get('checkpoint')}")
+            self.line.message(f"step {step}: saved {m.get('checkpoint')}")
         elif event in ("packing", "compile_fallback", "compile_mode_changed",
                        "checkpoint_kept"):
-            self.line.message(f"step {self.step}: {describe_event(m)}")
+            self.line.message(f"step {step}: {describe_event(m)}")
         elif event in ("failed", "stopped", "early_stopping"):
-            self.line.message(f"step {self.step}: "
+            self.line.message(f"step {step}: "
                               + (describe_event(m) if event == "stopped" else event)
                               + (f": {m['error']}" if m.get("error") else ""))
         self.line.update(self.text(), force=event is not None)
 
-    def eta(self) -> float | None:
-        if not self.total or self.t0 is None or self.step <= self.step0:
-            return None
-        rate = (time.monotonic() - self.t0) / (self.step - self.step0)
-        return rate * (self.total - self.step)
-
     def text(self) -> str:
-        return " | ".join(progress_parts(self.step, self.total, self.epoch, self.train_loss,
-                                         self.val_loss, self.speed, self.eta()))
-
-
-def describe_event(m: dict) -> str:
-    """One line about a metrics event, for the run log of the Training screen and the
-    CLI's progress messages."""
-    event = m.get("event")
-    if event == "checkpoint":
-        return f"saved {m.get('checkpoint')}" + (
-            f" (removed {', '.join(m['removed'])})" if m.get("removed") else "")
-    if event == "data":
-        return (f"data: {m.get('train')} train, {m.get('val')} val, {m.get('test')} test, "
-                f"{m.get('bad_records')} bad, {m.get('truncated')} truncated")
-    if event == "packing":
-        fill = m.get("fill")
-        return (f"packing: {m.get('examples')} records in {m.get('rows')} rows of "
-                f"{m.get('row_length')} tokens"
-                + (f", {100 * fill:.1f}% full" if isinstance(fill, (int, float)) else ""))
-    if event == "start":
-        return (f"started: {m.get('total_steps')} steps on {m.get('device')} "
-                f"({m.get('precision')})")
-    if event == "overfitting":
-        return (f"overfitting since step {m.get('began_at_step')}; best "
-                f"{m.get('best_checkpoint') or 'step ' + str(m.get('best_step'))}")
-    if event == "compile_fallback":
-        return f"torch.compile failed, training without it: {m.get('reason')}"
-    if event == "compile_mode_changed":
-        return (f"torch.compile mode {m.get('from')} -> {m.get('to')}: {m.get('reason')}")
-    if event == "failed":
-        return f"failed: {m.get('error')}"
-    if event == "best_model_loaded":
-        metric = m.get("metric")
-        return (f"the run hands on its best checkpoint, {m.get('checkpoint')}"
-                + (f" (val loss {metric:.4f})" if isinstance(metric, (int, float)) else ""))
-    if event == "checkpoint_kept":
-        return (f"kept {m.get('checkpoint')} beyond save_total_limit "
-                f"{m.get('save_total_limit')}: {m.get('graded')} of its responses are graded")
-    if event == "stopped":
-        by = {"SIGINT": "Ctrl-C", "SIGTERM": "a stop request",
-              "STOP file": "a stop request"}.get(m.get("by"), m.get("by"))
-        return ("stopped" + (f" by {by}" if by else "")
-                + (" at once, without a checkpoint" if m.get("interrupted") else ""))
-    if event == "end":
-        return f"ended: {m.get('state')}"
-    if event == "resumed":
-        return f"resumed from {m.get('checkpoint')}"
-    if event == "early_stopping":
-        return (f"early stopping: no improvement in {m.get('patience')} evaluations")
-    return str(event)
+        return " | ".join(self.state.parts())

@@ -10,15 +10,16 @@ from pathlib import Path
 
 from ..config import TrainConfig
 from ..paths import runs_dir
+from ..runfolder import JsonlTail, Run, RunError
+from ..runs.progress import format_duration
+from ..runs.registry import find_run, list_runs
 from ..text import visible
-# find_run: run names are found in the runs directory and in its registry (other
-# commands import it from here).
-from ..train.run import MetricsTail, Run, RunError, find_run, list_runs
-from .progress import ProgressLine, TrainingProgress, format_duration
+from .progress import ProgressLine, TrainingProgress
 
 
 def cmd_train(args) -> int:
-    from ..train.worker import prepare_run, run_in_process, start_detached
+    from ..runs.jobs import prepare_run, start_detached
+    from ..train.worker import run_in_process
 
     if args.resume:
         run = find_run(args.resume)
@@ -85,7 +86,7 @@ def cmd_train(args) -> int:
 
 def best_summary(status: dict) -> str:
     """The best checkpoint with its own validation loss, and the best evaluation when
-    it has no checkpoint (train/run.py, BestCheckpoint)."""
+    it has no checkpoint (runfolder.py, BestCheckpoint)."""
     best, metric = status.get("best_checkpoint"), status.get("best_checkpoint_metric",
                                                              status.get("best_metric"))
     text = f"best checkpoint {best or '-'}" + (
@@ -163,7 +164,7 @@ def cmd_runs(args) -> int:
 
 def cmd_attach(args) -> int:
     run = find_run(args.run)
-    tail = MetricsTail(run.metrics_path)
+    tail = JsonlTail(run.metrics_path)
     progress = TrainingProgress()
     quiet_history = True
     try:
@@ -207,7 +208,7 @@ class _NullLine(ProgressLine):
 
 
 def cmd_stop(args) -> int:
-    from ..train.worker import stop_run
+    from ..runs.jobs import stop_run
 
     run = find_run(args.run)
     if run.state() not in ("starting", "running"):

@@ -16,7 +16,7 @@ from ..data.records import Dataset, InvalidRecord, RecordError, string_field
 from ..errors import TuiFtError
 from ..fsio import write_atomic
 from ..paths import runs_dir
-from ..train.run import IMPORTED, Run, now_iso
+from ..runfolder import IMPORTED, Run, now_iso
 from .responses import exact_match
 
 SPLIT = "imported"  # the responses' split: they answer no split of ours

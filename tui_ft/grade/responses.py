@@ -12,7 +12,7 @@ from typing import Callable
 from ..config import ConfigError, TrainConfig, check, read_yaml
 from ..errors import TuiFtError
 from ..fsio import replace as replace_durably, sync
-from ..train.run import Run, now_iso
+from ..runfolder import JsonlTail, Run, now_iso
 
 PARTIAL_SUFFIX = ".partial"
 
@@ -46,22 +46,7 @@ def automatic_match(record: dict) -> bool | None:
 def read_responses(path: Path) -> list[dict]:
     """Response lines of a (possibly still growing) file; a half-written last line
     and lines that are not JSON objects are skipped."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return []
-    end = data.rfind(b"\n")
-    out = []
-    for line in data[:end + 1].split(b"\n") if end >= 0 else []:
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(value, dict) and "id" in value:
-            out.append(value)
-    return out
+    return [value for value in JsonlTail(path).read() if "id" in value]
 
 
 def generate_responses(run: Run, *, checkpoint: str = "best", split: str = "test",

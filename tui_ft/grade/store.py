@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import TuiFtError
 from ..fsio import ShortWrite, append_line, write_atomic
-from ..train.run import Run, now_iso
+from ..runfolder import JsonlTail, Run, now_iso
 from .responses import automatic_match
 
 GRADES = ("correct", "wrong")
@@ -43,36 +43,28 @@ class GradeStore:
         self.path = run.grades_path
         self.session = uuid.uuid4().hex[:12]
         self._grades: dict[tuple[str, str], Grade] = {}
-        self._offset = 0
-        self.skipped_lines = 0
+        self._tail = JsonlTail(self.path)
+        self._bad_entries = 0
         self.refresh()
 
     # -- reading --------------------------------------------------------------------
 
     def refresh(self) -> int:
         """Replay journal lines written since the last read; returns how many."""
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self._offset)
-                data = f.read()
-        except FileNotFoundError:
-            return 0
-        end = data.rfind(b"\n")
-        if end < 0:
-            return 0
-        self._offset += end + 1
         count = 0
-        for line in data[:end].split(b"\n"):
-            if not line.strip():
-                continue
+        for entry in self._tail.read():
             try:
-                entry = json.loads(line)
                 self._apply(entry)
                 count += 1
             except (ValueError, KeyError, TypeError):
-                # A torn or foreign line: skipped, never fatal.
-                self.skipped_lines += 1
+                # A foreign line: skipped, never fatal.
+                self._bad_entries += 1
         return count
+
+    @property
+    def skipped_lines(self) -> int:
+        """Journal lines that are torn, not JSON, or not a grade."""
+        return self._tail.skipped + self._bad_entries
 
     def _apply(self, entry: dict) -> None:
         key = _key(str(entry["id"]), entry.get("checkpoint"))

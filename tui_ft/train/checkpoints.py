@@ -16,7 +16,7 @@ import torch
 
 from ..fsio import fsync_dir, fsync_file
 from ..model.weights import save_checkpoint_weights
-from .run import CheckpointInfo, Run, RunError
+from ..runfolder import CheckpointInfo, Run, RunError
 
 TRAINER_STATE = "trainer_state.json"
 OPTIMIZER = "optimizer.pt"

@@ -29,7 +29,7 @@ from . import checkpoints as ckpt
 from .splits import config_splits
 from .hostmem import keep_freed_memory, release_free_memory
 from .monitor import EarlyStopping, OverfitMonitor, load_monitor_state, monitor_state
-from .run import Run, now_iso
+from ..runfolder import Run, now_iso
 from .run_source import run_checkpoint
 from .scalars import ScalarLog
 

@@ -12,7 +12,7 @@ from textual.binding import Binding
 
 from ..config import ConfigError, TrainConfig, check, read_yaml
 from ..settings import load_settings, save_setting
-from ..train.run import Run
+from ..runfolder import Run
 from .screens.datasets import DatasetsScreen
 from .state import AppState
 from .themes import DEFAULT_THEME, load_themes

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import TrainConfig
-from ..train.run import Run
+from ..runfolder import Run
 
 
 @dataclass

@@ -26,11 +26,12 @@ from ...grade.responses import partial_path
 from ...grade.session import GradingSession, response_key
 from ...grade.store import GradeError, GradeStore
 from ...paths import runs_dir
-from ...train.run import Run, list_runs
+from ...runfolder import Run
+from ...runs.jobs import GenerationJob, ResponseFeed, count_test_records
+from ...runs.registry import list_runs
 from ..widgets.key_legend import KeyLegend
 from ..widgets.grade_pickers import (GENERATION_FIELDS, CheckpointPicker, GenerateRequest,
                                      RunPicker)
-from ..widgets.response_job import GenerationJob, ResponseFeed, count_test_records
 from ..widgets.response_view import ResponseView, shown
 from . import grading_lines
 

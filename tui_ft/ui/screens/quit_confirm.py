@@ -14,7 +14,7 @@ from textual.widgets import Static
 
 from ...paths import runs_dir
 from ...text import visible
-from ...train.run import Run
+from ...runfolder import Run
 
 
 def run_reference(run: Run) -> str:

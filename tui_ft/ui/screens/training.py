@@ -5,7 +5,6 @@ the app or losing the SSH link leaves the run going."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from rich.cells import cell_len
@@ -18,12 +17,13 @@ from textual.screen import Screen
 from textual.widgets import OptionList, ProgressBar, RichLog, Static
 from textual.widgets.option_list import Option
 
-from ...commands.progress import describe_event, progress_parts
 from ...config import TrainConfig, read_yaml
 from ...errors import TuiFtError
 from ...paths import runs_dir
+from ...runfolder import JsonlTail, LineTail, Run, RunError
+from ...runs.progress import ProgressState, describe_event
+from ...runs.registry import list_runs
 from ...text import visible
-from ...train.run import MetricsTail, Run, RunError, list_runs
 from ..widgets.key_legend import KeyLegend
 from ..widgets.loss_chart import LossChart
 
@@ -94,23 +94,13 @@ class TrainingScreen(Screen):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.run: Run | None = None
-        self.tail: MetricsTail | None = None
-        self.log_offset = 0
+        self.tail: JsonlTail | None = None
+        self.log_tail: LineTail | None = None
         self.status: dict = {}
-        self.total_steps: int | None = None
-        self.step = 0
-        self.epoch = 0.0
-        self.speed: float | None = None
-        self.train_loss: float | None = None
-        self.val_loss: float | None = None
-        self.overfitting: dict | None = None
-        self.first_time: tuple[float, int] | None = None
-        self.last_time: tuple[float, int] | None = None
-        # What the header says runs: the model named in the run's parameters, the
-        # checkpoint a resume continued from, the device of the last start.
+        self.progress = ProgressState()
+        # What the header says runs: the model named in the run's parameters (the
+        # progress knows where a resume continued from and the device).
         self.model_name: str | None = None
-        self.resumed_from: str | None = None
-        self.device: str | None = None
         self._banner_key: tuple | None = None
 
     def compose(self) -> ComposeResult:
@@ -160,13 +150,9 @@ class TrainingScreen(Screen):
     def attach(self, run: Run) -> None:
         """Show `run` with its whole history and follow it from now on."""
         self.run = run
-        self.tail = MetricsTail(run.metrics_path)
-        self.log_offset = 0
-        self.total_steps, self.step, self.epoch = None, 0, 0.0
-        self.speed = self.train_loss = self.val_loss = None
-        self.overfitting = None
-        self.first_time = self.last_time = None
-        self.resumed_from = self.device = None
+        self.tail = JsonlTail(run.metrics_path)
+        self.log_tail = LineTail(run.log_path, max_bytes=256 * 1024)
+        self.progress = ProgressState()
         try:
             model = read_yaml(run.config_path).get("model")
         except (TuiFtError, OSError):
@@ -187,7 +173,8 @@ class TrainingScreen(Screen):
             # A resume rewrote the history: draw it again from the start.
             self.tail.restarted = False
             self.query_one(LossChart).clear()
-            self.total_steps, self.step, self.first_time = None, 0, None
+            progress = self.progress
+            progress.total_steps, progress.step, progress.first_time = None, 0, None
             force_chart = True
         for record in new:
             self._apply(record)
@@ -211,34 +198,14 @@ class TrainingScreen(Screen):
             self._refresh_checkpoints()
 
     def _apply(self, m: dict) -> None:
-        step = int(m.get("step", self.step) or 0)
-        event = m.get("event")
-        if event in ("start", "resumed"):
-            self.total_steps = m.get("total_steps", self.total_steps)
-        if event == "resumed":
-            self.resumed_from = m.get("checkpoint")
-        if event == "start" and m.get("device"):
-            self.device = f"{m['device']} {m.get('precision') or ''}".strip()
-        if "time" in m:
-            if self.first_time is None or event in ("start", "resumed"):
-                self.first_time = (float(m["time"]), step)
-            self.last_time = (float(m["time"]), step)
-        self.step = max(self.step, step) if event != "resumed" else step
-        self.epoch = float(m.get("epoch", self.epoch) or 0.0)
+        step = int(m.get("step", self.progress.step) or 0)
+        self.progress.feed(m)
         chart = self.query_one(LossChart)
         if "train_loss" in m:
-            self.train_loss = m["train_loss"]
             chart.add_train(step, float(m["train_loss"]))
         if "val_loss" in m:
-            self.val_loss = m["val_loss"]
             chart.add_val(step, float(m["val_loss"]))
-        if "tokens_per_s" in m:
-            self.speed = m["tokens_per_s"]
-        if event == "overfitting":
-            self.overfitting = m
-        elif event == "overfitting_cleared":
-            self.overfitting = None
-        if event:
+        if m.get("event"):
             self._log_line(f"step {step}: {describe_event(m)}")
 
     def _log_line(self, text: str) -> None:
@@ -246,19 +213,10 @@ class TrainingScreen(Screen):
 
     def _read_log(self) -> None:
         """New lines of worker.log (tracebacks, messages), shown literally."""
-        try:
-            with open(self.run.log_path, "rb") as f:
-                f.seek(self.log_offset)
-                data = f.read(256 * 1024)
-        except FileNotFoundError:
+        if self.log_tail is None:
             return
-        end = data.rfind(b"\n")
-        if end < 0:
-            return
-        self.log_offset += end + 1
-        for line in data[:end].decode("utf-8", "replace").split("\n")[-LOG_LINES:]:
-            if line.strip():
-                self._log_line(line)
+        for line in self.log_tail.read_lines()[-LOG_LINES:]:
+            self._log_line(line.decode("utf-8", "replace"))
 
     # -- texts -------------------------------------------------------------------------------
 
@@ -268,20 +226,13 @@ class TrainingScreen(Screen):
     def state(self) -> str:
         return self.run.state() if self.run is not None else "none"
 
-    def eta(self) -> float | None:
-        if not (self.total_steps and self.first_time and self.last_time):
-            return None
-        (t0, s0), (t1, s1) = self.first_time, self.last_time
-        if s1 <= s0 or self.state() not in ("running", "starting"):
-            return None
-        return (t1 - t0) / (s1 - s0) * (self.total_steps - s1) - (time.time() - t1)
-
     def what_runs(self) -> str:
         """The model, where it continued from, and the device, in a few words."""
         model = self.model_name or "model ?"
-        if self.resumed_from:
-            model += f", resumed from {self.resumed_from}"
-        return model + (f" on {self.device}" if self.device else "")
+        if self.progress.resumed_from:
+            model += f", resumed from {self.progress.resumed_from}"
+        device = self.progress.device
+        return model + (f" on {device}" if device else "")
 
     def _refresh_texts(self) -> None:
         if self.run is None:
@@ -311,21 +262,20 @@ class TrainingScreen(Screen):
 
     def _refresh_progress(self, state: str) -> None:
         bar = self.query_one("#progress-bar", ProgressBar)
-        parts = progress_parts(self.step, self.total_steps, self.epoch, self.train_loss,
-                               self.val_loss, self.speed, self.eta(),
-                               show_eta=state in ("running", "starting"))
+        parts = self.progress.parts(show_eta=state in ("running", "starting"))
+        total = self.progress.total_steps
         row = self.query_one("#run-progress")
         width = (row.content_region.width or self.app.size.width - 2) - 2
-        kept, show_bar = fit_progress(parts, width, BAR_WIDTH if self.total_steps else None)
+        kept, show_bar = fit_progress(parts, width, BAR_WIDTH if total else None)
         # An indeterminate bar animates forever: show one only with a known total.
         bar.set_class(show_bar, "known")
-        if self.total_steps:
-            bar.update(total=self.total_steps, progress=self.step)
+        if total:
+            bar.update(total=total, progress=self.progress.step)
         self.query_one("#run-progress-text", Static).update(Text(SEPARATOR.join(kept)))
 
     def _show_banner(self) -> None:
         banner = self.query_one("#overfit-banner", Static)
-        m = self.overfitting
+        m = self.progress.overfitting
         running = self.run is not None and self.state() in ("running", "starting")
         width = (banner.content_region.width or self.app.size.width - 2)
         key = (repr(sorted(m.items())) if m is not None else None, running, width)
@@ -377,7 +327,7 @@ class TrainingScreen(Screen):
     # -- actions -------------------------------------------------------------------------
 
     def action_start_run(self) -> None:
-        from ...train.worker import prepare_run, start_detached
+        from ...runs.jobs import prepare_run, start_detached
 
         if self.run is not None and self.state() in ("running", "starting"):
             self.notify("a run is already going here; stop it first (x) or pick another (r)",
@@ -407,7 +357,7 @@ class TrainingScreen(Screen):
         self._log_line(f"started worker for {run.path}")
 
     def action_stop_run(self) -> None:
-        from ...train.worker import stop_run
+        from ...runs.jobs import stop_run
 
         if self.run is None or self.state() not in ("running", "starting"):
             self.notify("no running run to stop", markup=False)
@@ -416,7 +366,7 @@ class TrainingScreen(Screen):
         self._log_line("stop requested: the worker saves a checkpoint, then ends")
 
     def action_resume_run(self) -> None:
-        from ...train.worker import start_detached
+        from ...runs.jobs import start_detached
 
         if self.run is None or self.state() in ("running", "starting"):
             self.notify("pick a stopped or failed run to resume (r)", markup=False)

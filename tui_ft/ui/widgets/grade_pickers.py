@@ -16,7 +16,7 @@ from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from ...config import check
-from ...train.run import Run
+from ...runfolder import Run
 from .response_view import shown
 
 # The settings the generate dialog offers, with their labels.

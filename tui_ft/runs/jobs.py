@@ -1,20 +1,94 @@
-"""The Grading screen's side of response generation, with no Textual in it: the
-detached `tui-ft responses` process (its own session, output to a log file in the
-run folder, never a pipe) and the response file the screen reads (the growing
-partial file while generation runs, re-read only when it changes)."""
+"""Jobs that outlive the screen or the terminal that started them: the training worker
+and response generation. Each runs as its own detached process (its own session: it
+outlives the terminal and an SSH disconnect) writing only to its run folder, its
+stdout and stderr into a log file there, never a pipe that somebody must drain.
+Readers come and go; the job goes on. No Textual here: the screens drive these."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...fsio import write_atomic
-from ...grade.responses import partial_path, read_responses
-from ...train.run import Run, now_iso, pid_alive
+from ..config import TrainConfig
+from ..fsio import write_atomic
+from ..grade.responses import partial_path, read_responses
+from ..paths import runs_dir
+from ..runfolder import Run, RunError, now_iso, pid_alive
+from .registry import register_run
+
+
+def detach(cmd: list[str], log_path: Path) -> subprocess.Popen:
+    """Start `cmd` as a new session with no terminal: stdin from /dev/null, stdout and
+    stderr appended to `log_path`, unbuffered, so it goes on when its starter exits."""
+    with open(log_path, "ab") as log, open(os.devnull, "rb") as devnull:
+        return subprocess.Popen(cmd, stdin=devnull, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, close_fds=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+# -- the training worker ---------------------------------------------------------------
+
+
+def prepare_run(config: TrainConfig) -> tuple[Run, TrainConfig]:
+    """Create the run folder (output_dir, or a new one under the runs directory) and
+    write its config.yaml before step 1. Refuses a folder that already holds a run."""
+    if config.output_dir:
+        path = Path(config.output_dir).expanduser()
+        if (path / "config.yaml").exists() or (path / "status.json").exists():
+            raise RunError(f"{path} already holds a run; resume it with "
+                           f"'tui-ft train --resume {path}' or choose another output_dir")
+        path.mkdir(parents=True, exist_ok=True)
+        run = Run(path)
+        register_run(run.path)  # so that 'tui-ft runs' and its name find it
+    else:
+        run = Run.create(runs_dir(), label=f"{Path(config.model).name}-{config.prompt_style}")
+    config = TrainConfig.from_dict({**config.to_dict(), "output_dir": str(run.path.resolve())})
+    config.save(run.config_path)
+    run.write_status(state="starting", pid=None, created_at=now_iso(), step=0)
+    return run, config
+
+
+def start_detached(run: Run, *, resume: Path | None = None) -> int:
+    """Start the training worker for `run` (`python -m tui_ft.train.worker`, which
+    trains in that process) and return its pid at once."""
+    cmd = [sys.executable, "-m", "tui_ft.train.worker", str(run.path)]
+    if resume is not None:
+        cmd += ["--resume", str(resume)]
+    proc = detach(cmd, run.log_path)
+    run.write_status(pid=proc.pid)
+    return proc.pid
+
+
+def stop_run(run: Run, *, wait: float = 0.0) -> bool:
+    """Ask the worker to stop after its current step (it saves a checkpoint first).
+    Returns True when the run is no longer running (within `wait` seconds)."""
+    status = run.read_status()
+    if status.get("state") not in ("starting", "running"):
+        return True
+    run.stop_path.write_text(now_iso() + "\n", encoding="utf-8")
+    pid = status.get("pid")
+    if pid_alive(pid):
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if run.read_status().get("state") not in ("starting", "running") or not pid_alive(pid):
+            return True
+        time.sleep(0.1)
+    return not pid_alive(pid)
+
+
+
+
+# -- response generation (the Grading screen's `tui-ft responses` process) ------------
 
 JOB_FILE = "responses-job.json"
 LOG_FILE = "responses.log"
@@ -59,12 +133,9 @@ class GenerationJob:
         if temperature is not None:
             cmd += ["--temperature", repr(float(temperature))]
         log_path = run.path / LOG_FILE
-        with open(log_path, "ab") as log, open(os.devnull, "rb") as devnull:
+        with open(log_path, "ab") as log:
             log.write(f"[{now_iso()}] {' '.join(cmd[2:])}\n".encode())
-            log.flush()
-            proc = subprocess.Popen(cmd, stdin=devnull, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True, close_fds=True,
-                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        proc = detach(cmd, log_path)
         job = cls(run, proc.pid, checkpoint, now_iso(), proc)
         try:
             write_atomic(run.path / JOB_FILE, json.dumps(
@@ -174,9 +245,8 @@ class ResponseFeed:
 def count_test_records(run: Run) -> int | None:
     """How many records generation will answer (the run's test split); None when the
     run's data cannot be read. Reads the dataset: call it off the UI thread."""
-    from ...config import TrainConfig
-    from ...errors import TuiFtError
-    from ...train.splits import config_splits
+    from ..errors import TuiFtError
+    from ..train.splits import config_splits
 
     try:
         splits, _ = config_splits(TrainConfig.load(run.config_path))

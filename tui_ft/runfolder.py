@@ -1,7 +1,12 @@
-"""A run folder: the only thing the training worker and its readers (the TUI, `tui-ft
-runs`, `tui-ft attach`) share. The worker writes config.yaml, metrics.jsonl,
-status.json and checkpoints/; readers tail and poll them, so a reader can come and
-go (an SSH link drops) while training goes on."""
+"""The run folder's format: the only thing the training worker and its readers (the
+TUI, `tui-ft runs`, `tui-ft attach`) share. The worker writes config.yaml,
+metrics.jsonl, status.json and checkpoints/; readers tail and poll them, so a reader
+can come and go (an SSH link drops) while training goes on.
+
+This module is the format alone (file names, the Run object, status and metrics
+reading and writing, which checkpoint is best, the one tail of a growing file) and
+sits below every layer that writes or reads a run: the trainer, grading and the
+`tui_ft.runs` package (finding runs, progress, jobs) all use it. Stdlib only."""
 
 from __future__ import annotations
 
@@ -13,9 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..errors import TuiFtError
-from ..fsio import FileLock, append_line, write_atomic
-from ..paths import run_registry, runs_dir
+from .errors import TuiFtError
+from .fsio import FileLock, append_line, write_atomic
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
@@ -93,21 +97,21 @@ def checkpoint_name(value) -> str | None:
     return None
 
 
-class MetricsTail:
-    """Reads metrics.jsonl incrementally: each `read()` returns the complete lines
-    written since the last one. A half-written last line waits for its newline; a
-    line that is not valid JSON is skipped, never fatal."""
+class LineTail:
+    """Reads a growing file incrementally: each `read_lines()` returns the complete
+    lines written since the last call. A half-written last line waits for its
+    newline. When the file is rewritten (replaced, or shorter than what was read)
+    reading starts over and `restarted` is set: the reader should forget what it had."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path, *, max_bytes: int | None = None) -> None:
+        self.path = Path(path)
+        # At most this much is read per call (a reader that polls a huge log).
+        self.max_bytes = max_bytes
         self.offset = 0
-        self.skipped = 0
         self._inode = None
-        # Set when the file was rewritten (a resumed run drops the lines after its
-        # checkpoint): the reader should forget what it had and start over.
         self.restarted = False
 
-    def read(self) -> list[dict]:
+    def read_lines(self) -> list[bytes]:
         try:
             with open(self.path, "rb") as f:
                 st = os.fstat(f.fileno())
@@ -116,17 +120,28 @@ class MetricsTail:
                     self.offset, self.restarted = 0, True
                 self._inode = st.st_ino
                 f.seek(self.offset)
-                data = f.read()
+                data = f.read() if self.max_bytes is None else f.read(self.max_bytes)
         except FileNotFoundError:
             return []
         end = data.rfind(b"\n")
         if end < 0:
             return []
         self.offset += end + 1
+        return [line for line in data[:end].split(b"\n") if line.strip()]
+
+
+class JsonlTail(LineTail):
+    """The one reader of a growing JSONL file (metrics, responses, the grade journal):
+    `read()` returns the JSON objects of the complete lines written since the last
+    call; a line that is not a JSON object is counted in `skipped`, never fatal."""
+
+    def __init__(self, path: Path, *, max_bytes: int | None = None) -> None:
+        super().__init__(path, max_bytes=max_bytes)
+        self.skipped = 0
+
+    def read(self) -> list[dict]:
         out = []
-        for line in data[:end].split(b"\n"):
-            if not line.strip():
-                continue
+        for line in self.read_lines():
             try:
                 value = json.loads(line)
             except ValueError:
@@ -259,7 +274,7 @@ class Run:
         append_line(self.metrics_path, line.encode("utf-8"), durable=False)
 
     def read_metrics(self) -> list[dict]:
-        return MetricsTail(self.metrics_path).read()
+        return JsonlTail(self.metrics_path).read()
 
     def truncate_metrics_after(self, step: int) -> None:
         """Drop metric lines past `step` (a resumed run rewrites them)."""
@@ -349,100 +364,9 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _is_run_folder(path: Path) -> bool:
+def is_run_folder(path: Path) -> bool:
     try:
         return path.is_dir() and ((path / CONFIG_FILE).is_file()
                                   or (path / STATUS_FILE).is_file())
     except OSError:
         return False
-
-
-# -- the registry of run folders made elsewhere -------------------------------------------
-#
-# A config's output_dir puts a run anywhere; the runs directory keeps a note of it
-# (one JSON line per run, appended when the run is created) so that `tui-ft runs`,
-# the run pickers and run names still find it. A folder deleted or moved since is
-# skipped, never an error.
-
-
-def register_run(path: Path) -> None:
-    """Note a run folder made outside the runs directory. Best effort: a registry that
-    cannot be written costs the listing, never the run."""
-    path = Path(path).resolve()
-    registry = run_registry()
-    try:
-        if path.parent == registry.parent.resolve():
-            return  # found by listing the folder anyway
-        registry.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps({"path": str(path), "created_at": now_iso()}) + "\n"
-        # Two runs created at once never mix lines.
-        append_line(registry, line.encode("utf-8"), durable=False)
-    except OSError:
-        pass
-
-
-def registered_runs(parent: Path | None = None) -> list[Path]:
-    """Run folders registered in `parent`'s registry (default: the runs directory)
-    that still exist and still hold a run."""
-    registry = run_registry() if parent is None else Path(parent) / run_registry().name
-    try:
-        lines = registry.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return []
-    out, seen = [], set()
-    for line in lines:
-        try:
-            value = json.loads(line)
-            path = Path(value["path"])
-        except (ValueError, KeyError, TypeError):
-            continue  # a torn or foreign line
-        if str(path) not in seen and _is_run_folder(path):
-            seen.add(str(path))
-            out.append(path)
-    return out
-
-
-def list_runs(parent: Path | None = None) -> list[Run]:
-    """Run folders under `parent` (default: the runs directory) and those registered
-    in it (made with their own output_dir), newest first."""
-    parent = runs_dir() if parent is None else Path(parent)
-    paths = {}
-    if parent.is_dir():
-        for p in parent.iterdir():
-            if _is_run_folder(p):
-                paths[str(p.resolve())] = p
-    for p in registered_runs(parent):
-        paths.setdefault(str(p.resolve()), p)
-
-    def mtime(run: Run) -> float:
-        try:
-            return run.path.stat().st_mtime
-        except OSError:
-            return 0.0
-
-    return sorted((Run(p) for p in paths.values()), key=mtime, reverse=True)
-
-
-def runs_named(name: str) -> list[Path]:
-    """Run folders with this folder name: the one under the runs directory, else the
-    registered ones made elsewhere (more than one is ambiguous)."""
-    if not name or "/" in name or name in (".", ".."):
-        return []
-    if (runs_dir() / name).is_dir():
-        return [runs_dir() / name]
-    return [p for p in registered_runs() if p.name == name]
-
-
-def find_run(name: str) -> Run:
-    """A run by path, or by folder name (runs_named)."""
-    path = Path(name).expanduser()
-    if not path.exists() and name and "/" not in name:
-        matches = runs_named(name)
-        if len(matches) > 1:
-            raise RunError(f"{name}: {len(matches)} runs have this name ("
-                           + ", ".join(map(str, matches)) + "); give the path")
-        if not matches:
-            raise RunError(f"{name}: no such run folder, nor a run of that name in "
-                           f"{runs_dir()} ('tui-ft runs' lists them)")
-        path = matches[0]
-    return Run.open(path)
