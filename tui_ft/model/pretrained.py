@@ -9,18 +9,14 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Callable
 
 from ..fsio import write_atomic
 from ..paths import cache_dir
-from .download import download_file, hub_file_url, offline_reason, sha256_of
+from .download import Progress, download_file, hub_file_url, offline_reason, sha256_of
 from .presets import Preset
 from .sources import WEIGHTS_FILE, WeightsError
 
 VERIFIED_SUFFIX = ".verified"
-
-Progress = Callable[[int, "int | None"], None]
-
 
 def pretrained_cache_path(preset: Preset) -> Path:
     """Where our cache keeps (or would keep) a preset's model.safetensors."""

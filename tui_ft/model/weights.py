@@ -9,10 +9,11 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from ..fsio import fsync_dir, write_atomic
 from . import hf_layout
+from .download import Progress
 from .presets import PRESETS, TINY_INIT_SEED, Preset
 from .pretrained import fetch_pretrained
 from .sources import (CONFIG_FILE, HF_BIN_FILE, HF_CONFIG_FILE, HF_INDEX_FILE, WEIGHTS_FILE,
@@ -25,9 +26,6 @@ from .tensors import (FLOAT_DTYPES, LAYOUT_METADATA_KEY, TensorSource,
 # and refuse a typo cheaply.
 if TYPE_CHECKING:
     from .gpt import GPT, GPTConfig
-
-Progress = Callable[[int, "int | None"], None]
-
 
 @dataclass
 class ModelInfo:
@@ -89,17 +87,19 @@ def load_model(source: "str | os.PathLike | Preset | ModelSource", *, device="cp
 
 
 def _torch_dtype(dtype):
+    """A torch dtype, or a precision name (fp32, bf16, fp16 and their torch aliases)."""
     import torch
+
+    from .precision import PrecisionError, torch_dtype
 
     if dtype is None:
         return torch.float32
     if isinstance(dtype, torch.dtype):
         return dtype
-    names = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
-             "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
-    if dtype not in names:
-        raise WeightsError(f"unknown dtype '{dtype}': use one of {', '.join(names)}")
-    return names[dtype]
+    try:
+        return torch_dtype(dtype)
+    except PrecisionError as exc:
+        raise WeightsError(str(exc)) from None
 
 
 def _load_preset(preset: Preset, device, dtype, download, progress):
