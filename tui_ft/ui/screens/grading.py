@@ -12,28 +12,23 @@ import os
 from pathlib import Path
 
 from rich.text import Text
-from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Input, Static
 
-from ...config import ConfigError, check, read_yaml
 from ...errors import TuiFtError
-from ...grade.responses import partial_path
 from ...grade.session import GradingSession, response_key
 from ...grade.store import GradeError, GradeStore
 from ...paths import runs_dir
 from ...runfolder import Run
-from ...runs.jobs import GenerationJob, ResponseFeed, count_test_records
+from ...runs.jobs import GenerationJob, ResponseFeed
 from ...runs.registry import list_runs
 from ..widgets.key_legend import KeyLegend
-from ..widgets.grade_pickers import (GENERATION_FIELDS, CheckpointPicker, GenerateRequest,
-                                     RunPicker)
 from ..widgets.response_view import ResponseView, shown
 from . import grading_lines
+from .grading_generation import ResponseGeneration
 
 TICK_S = 1.0  # the response file is looked at (stat, re-read if changed) at most this often
 REFRESH_EVERY = 2  # ticks between reads of other sessions' grades
@@ -43,16 +38,7 @@ NEEDS_RESPONSE = {"grade", "next", "previous", "next_ungraded", "cycle_filter", 
                   "export", "scroll_answers"}
 
 
-class SplitCounted(Message):
-    """How many responses generation will write (the run's test split size)."""
-
-    def __init__(self, run: Run, total: int | None) -> None:
-        super().__init__()
-        self.run = run
-        self.total = total
-
-
-class GradingScreen(Screen):
+class GradingScreen(ResponseGeneration, Screen):
     # Priority bindings act the moment a key arrives, in the order keys arrive: keys
     # that reach the app in one read (a paste, a slow SSH link, tmux send-keys) would
     # otherwise be routed before `n` or `e` had moved the focus to the input line, and
@@ -137,17 +123,6 @@ class GradingScreen(Screen):
             self._count_expected(run)
         self._show_current()
 
-    @work(thread=True, exclusive=True, group="grading-count", exit_on_error=False)
-    def _count_expected(self, run: Run) -> None:
-        # Reading the dataset may take a while on a big file: never on the UI thread.
-        self.post_message(SplitCounted(run, count_test_records(run)))
-
-    @on(SplitCounted)
-    def _counted(self, message: SplitCounted) -> None:
-        if self.run is not None and message.run.path == self.run.path:
-            self.expected_total = message.total
-            self._redraw_header()
-
     def _reload_responses(self) -> bool:
         """Re-read the response file if it changed, keeping the response on screen."""
         if self.feed is None:
@@ -161,17 +136,7 @@ class GradingScreen(Screen):
         if self.run is None:
             return
         self._ticks += 1
-        changed = False
-        if self.job is not None:
-            code = self.job.poll()
-            if code is not None:
-                self._generation_ended(self.job, code)
-                self.job = None
-                changed = True
-        elif partial_path(self.run).exists():
-            self.job = GenerationJob.find(self.run)  # started by another session
-            if self.job is not None:
-                self._count_expected(self.run)
+        changed = self._follow_job()
         if self._reload_responses():
             changed = True
         if self.store is not None and self._ticks % REFRESH_EVERY == 0:
@@ -179,14 +144,6 @@ class GradingScreen(Screen):
                 changed = True
         if changed:
             self._redraw()
-
-    def _generation_ended(self, job: GenerationJob, code: int) -> None:
-        complete = not partial_path(job.run).exists()
-        if code == 0 or (code == -1 and complete):
-            self._reload_responses()
-        message, error = grading_lines.generation_ended(job, code, complete,
-                                                        len(self.responses))
-        self._say(message, error=error)
 
     # -- what is on screen ---------------------------------------------------------------
 
@@ -393,66 +350,3 @@ class GradingScreen(Screen):
             self._say(str(exc), error=True)
             return
         self._say(grading_lines.export_message(summary, self.job is not None))
-
-    # -- run and generation ---------------------------------------------------------------
-
-    def action_open_run(self) -> None:
-        runs = list_runs(runs_dir())
-        self.app.push_screen(RunPicker(runs, str(runs_dir())), self._run_picked)
-
-    def _run_picked(self, run: Run | None) -> None:
-        if run is None:
-            return
-        select = getattr(self.app, "select_run", None)
-        if select is not None:
-            select(run)
-        self.load_run(run)
-
-    def action_generate(self) -> None:
-        if self.run is None:
-            self.action_open_run()
-            return
-        if self.job is not None:
-            self._say(f"generation with {self.job.checkpoint} is already running "
-                      f"(pid {self.job.pid}; log {self.job.log_path})")
-            return
-        # Read now: a config that cannot be used would only fail the generation. Its
-        # generation settings are checked (and can be corrected) in the dialog.
-        try:
-            config = read_yaml(self.run.config_path)
-            _, problems = check(config)
-        except (OSError, TuiFtError) as exc:
-            self._say(f"cannot generate: {exc}", error=True)
-            return
-        problems = [p for p in problems if p.key not in GENERATION_FIELDS]
-        if problems:
-            self._say(f"cannot generate: {ConfigError(problems, str(self.run.config_path))}",
-                      error=True)
-            return
-        self.app.push_screen(CheckpointPicker(self.run, self._replace_warning(), config),
-                             self._checkpoint_picked)
-
-    def _replace_warning(self) -> str:
-        """What new responses would put aside: the answers graded in responses.jsonl."""
-        if self.run is None or self.store is None or self.feed is None or self.feed.is_partial:
-            return ""
-        return grading_lines.replace_warning(self.session)
-
-    def _checkpoint_picked(self, request: GenerateRequest | None) -> None:
-        if request is None or self.run is None:
-            return
-        checkpoint = request.checkpoint
-        partial_path(self.run).unlink(missing_ok=True)  # an interrupted run's leftovers
-        try:
-            self.job = GenerationJob.start(self.run, checkpoint,
-                                           max_new_tokens=request.max_new_tokens,
-                                           temperature=request.temperature)
-        except OSError as exc:
-            self._say(f"cannot start generation: {exc}", error=True)
-            return
-        self._say(f"generating responses with {checkpoint} in the background "
-                  f"(max new tokens {request.max_new_tokens}, temperature "
-                  f"{request.temperature:g}; log: {self.job.log_path})")
-        self._count_expected(self.run)
-        self._reload_responses()
-        self._redraw()
