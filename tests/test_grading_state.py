@@ -8,24 +8,12 @@ import sys
 
 import pytest
 
+from test_grade_store import make_responses as responses, run  # noqa: F401 (a fixture)
 from tui_ft.grade.session import FILTERS, GradingSession
 from tui_ft.grade.store import GradeStore
 from tui_ft.runfolder import Run
 
 CHECKPOINT = "checkpoint-10"
-
-
-def responses(n: int, checkpoint: str = CHECKPOINT) -> list[dict]:
-    return [{"id": f"r{i}", "instruction": f"Say {i}.", "input": "", "expected": str(i),
-             "response": f"answer {i}", "checkpoint": checkpoint} for i in range(n)]
-
-
-@pytest.fixture
-def run(tmp_path) -> Run:
-    run = Run(tmp_path / "demo")
-    run.path.mkdir()
-    run.write_status(state="finished")
-    return run
 
 
 def session_of(run: Run, n: int = 5) -> GradingSession:
