@@ -128,7 +128,7 @@ def main(argv=None) -> int:
 
     if args.weights:
         from tui_ft.model.weights import load_model
-        from tui_ft.train.run_source import run_checkpoint
+        from tui_ft.runs.run_source import run_checkpoint
 
         ours, _ = load_model(args.weights, runs=run_checkpoint)
         model_name = args.weights

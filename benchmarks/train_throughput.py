@@ -300,7 +300,7 @@ def run_tui_ft(args, plan, init_dir: Path, items, device: str, tmp: Path,
     from tui_ft.config import TrainConfig
     from tui_ft.data.batches import Pack, batch_order
     from tui_ft.runs.jobs import prepare_run
-    from tui_ft.train.worker import run_in_process
+    from tui_ft.runs.worker import run_in_process
 
     packed = bool(VARIANTS[variant].get("packing"))
     batch = args.rows if packed else args.batch

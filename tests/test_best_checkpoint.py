@@ -12,11 +12,11 @@ import pytest
 from tui_ft.commands.train import run_summary
 from tui_ft.config import TrainConfig
 from tui_ft.model.weights import load_model
-from tui_ft.train.run_source import run_checkpoint
+from tui_ft.runs.run_source import run_checkpoint
 from tui_ft.train.checkpoints import read_trainer_state
 from tui_ft.runfolder import Run
 from tui_ft.runs.jobs import prepare_run
-from tui_ft.train.worker import run_in_process
+from tui_ft.runs.worker import run_in_process
 
 from helpers import word_task_config
 

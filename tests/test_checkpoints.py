@@ -12,11 +12,11 @@ import torch
 
 from tui_ft.config import TrainConfig
 from tui_ft.model.weights import load_model
-from tui_ft.train.run_source import run_checkpoint
+from tui_ft.runs.run_source import run_checkpoint
 from tui_ft.train.checkpoints import read_trainer_state, remove_partial, rotate
 from tui_ft.runfolder import Run, RunError
 from tui_ft.runs.jobs import prepare_run
-from tui_ft.train.worker import run_in_process
+from tui_ft.runs.worker import run_in_process
 
 from helpers import code_word_records, one_token_words, word_task_config, write_jsonl
 

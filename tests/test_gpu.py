@@ -20,7 +20,7 @@ from tui_ft.data.batches import Example, Pack, collate, collate_packed
 from tui_ft.model.gpt import GPT, GPTConfig
 from tui_ft.model.loss import lm_loss_sum
 from tui_ft.runs.jobs import prepare_run
-from tui_ft.train.worker import run_in_process
+from tui_ft.runs.worker import run_in_process
 
 from helpers import code_word_records, one_token_words, write_jsonl
 
@@ -264,7 +264,7 @@ def test_train_then_responses_then_export_from_the_command_line(tmp_path, run_cl
     assert proc.returncode == 0, proc.stderr[-3000:]
     transformers = pytest.importorskip("transformers")
     from tui_ft.model.weights import load_model
-    from tui_ft.train.run_source import run_checkpoint
+    from tui_ft.runs.run_source import run_checkpoint
 
     ours, _ = load_model(str(tmp_path / "run"), device=CUDA, runs=run_checkpoint)
     hf = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "hf").to(CUDA).eval()

@@ -12,7 +12,7 @@ from tui_ft.grade.store import GradeStore
 from tui_ft.model.weights import load_model
 from tui_ft.runfolder import Run
 from tui_ft.runs.jobs import prepare_run
-from tui_ft.train.worker import run_in_process
+from tui_ft.runs.worker import run_in_process
 
 from helpers import word_task_config
 

@@ -61,7 +61,7 @@ def test_a_training_step_reuses_its_big_tensors_without_page_faults():
 def test_the_cpu_trainer_says_it_keeps_host_memory(tmp_path):
     from tui_ft.config import TrainConfig
     from tui_ft.runs.jobs import prepare_run
-    from tui_ft.train.worker import run_in_process
+    from tui_ft.runs.worker import run_in_process
 
     config = TrainConfig.from_dict({
         "max_steps": 1, "logging_steps": 1, "eval_strategy": "no", "save_strategy": "no",
@@ -80,7 +80,7 @@ def test_free_pages_go_back_after_each_evaluation_and_checkpoint(tmp_path, monke
     import tui_ft.train.loop as loop
     from tui_ft.config import TrainConfig
     from tui_ft.runs.jobs import prepare_run
-    from tui_ft.train.worker import run_in_process
+    from tui_ft.runs.worker import run_in_process
 
     calls = []
     monkeypatch.setattr(loop, "release_free_memory",
@@ -99,7 +99,7 @@ RSS_PROBE = r"""
 import json, sys
 from tui_ft.config import TrainConfig
 from tui_ft.runs.jobs import prepare_run
-from tui_ft.train.worker import run_in_process
+from tui_ft.runs.worker import run_in_process
 config = TrainConfig.from_dict({
     "max_steps": 60, "logging_steps": 1, "eval_strategy": "no", "save_strategy": "no",
     "load_best_model_at_end": False, "bf16": True, "device": "cpu",

@@ -14,7 +14,7 @@ from tui_ft.train.monitor import (EarlyStopping, OverfitMonitor, load_monitor_st
                                   monitor_state)
 from tui_ft.runfolder import Run
 from tui_ft.runs.jobs import prepare_run
-from tui_ft.train.worker import run_in_process
+from tui_ft.runs.worker import run_in_process
 
 from helpers import code_word_records, one_token_words, write_jsonl
 

@@ -21,7 +21,7 @@ from tui_ft.data.styles import load_styles
 from tui_ft.model.gpt import GPT, GPTConfig, document_mask
 from tui_ft.model.loss import lm_loss_sum
 from tui_ft.runs.jobs import prepare_run
-from tui_ft.train.worker import run_in_process
+from tui_ft.runs.worker import run_in_process
 
 from helpers import code_word_records, one_token_words, word_task_config, write_jsonl
 

@@ -9,7 +9,7 @@ import pytest
 from tui_ft.runs.progress import describe_event
 from tui_ft.config import TrainConfig
 from tui_ft.runs.jobs import prepare_run
-from tui_ft.train.worker import run_in_process
+from tui_ft.runs.worker import run_in_process
 
 
 def test_logging_dir_gets_train_and_eval_scalars(tmp_path):

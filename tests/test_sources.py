@@ -1,5 +1,5 @@
 """model.sources: what a model source names, told without torch and without reading
-weights; runs only through the run layer's lookup (train.run_source.run_checkpoint);
+weights; runs only through the run layer's lookup (runs.run_source.run_checkpoint);
 and the model's shape as the memory estimate reads it."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 from tui_ft.model.presets import PRESETS
 from tui_ft.model.sources import (UnknownModelError, WeightsError, resolve_source,
                                   source_shape)
-from tui_ft.train.run_source import run_checkpoint
+from tui_ft.runs.run_source import run_checkpoint
 from tui_ft.ui.widgets.memory_estimate import model_shape
 
 OURS = {"vocab_size": 1000, "context_length": 64, "n_embd": 64, "n_layer": 2, "n_head": 4,
@@ -89,7 +89,7 @@ def test_memory_estimate_shape_of_a_run_by_name(tmp_path, monkeypatch):
 def test_resolving_does_not_import_torch(tmp_path):
     checkpoint(tmp_path / "run" / "checkpoints" / "checkpoint-1")
     code = ("import sys; from tui_ft.model.sources import resolve_source; "
-            "from tui_ft.train.run_source import run_checkpoint; "
+            "from tui_ft.runs.run_source import run_checkpoint; "
             f"resolve_source({str(tmp_path / 'run')!r}, runs=run_checkpoint); "
             "print('torch' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -19,7 +19,7 @@ from tui_ft.model.weights import load_model, save_checkpoint_weights
 from tui_ft.train.loop import TrainingError, lr_lambda
 from tui_ft.runfolder import Run
 from tui_ft.runs.jobs import prepare_run
-from tui_ft.train.worker import run_in_process
+from tui_ft.runs.worker import run_in_process
 
 from helpers import code_word_records, one_token_words, word_task_config, write_jsonl
 

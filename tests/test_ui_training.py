@@ -15,7 +15,7 @@ import pytest
 from tui_ft.config import TrainConfig
 from tui_ft.runfolder import Run
 from tui_ft.runs.jobs import prepare_run
-from tui_ft.train.worker import run_in_process
+from tui_ft.runs.worker import run_in_process
 from tui_ft.ui.app import create_app
 from tui_ft.ui.widgets.loss_chart import LossChart, thin
 

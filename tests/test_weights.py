@@ -22,7 +22,7 @@ from tui_ft.model.presets import PRESETS, Preset, TINY_INIT_SEED
 from tui_ft.model.pretrained import find_pretrained, pretrained_cache_path
 from tui_ft.model.sources import WeightsError
 from tui_ft.model.weights import ModelInfo, load_model, save_checkpoint_weights
-from tui_ft.train.run_source import run_checkpoint
+from tui_ft.runs.run_source import run_checkpoint
 
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 SMALL = GPTConfig(vocab_size=1000, context_length=64, n_embd=64, n_layer=2, n_head=4)

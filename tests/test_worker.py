@@ -19,7 +19,7 @@ from tui_ft.config import TrainConfig
 from tui_ft.model.weights import load_model
 from tui_ft.runfolder import Run, RunError, pid_alive
 from tui_ft.runs.jobs import prepare_run, start_detached, stop_run
-from tui_ft.train.worker import main, run_in_process
+from tui_ft.runs.worker import main, run_in_process
 
 from helpers import wait_for, word_task_config
 

@@ -13,7 +13,7 @@ def run(args) -> int:
     from ..model.download import TerminalProgress
     from ..model.export import check_export_target, export_hf
     from ..model.weights import load_model
-    from ..train.run_source import run_checkpoint
+    from ..runs.run_source import run_checkpoint
 
     # Refuse before loading (and perhaps downloading) anything.
     out = check_export_target(args.out_dir)

@@ -108,7 +108,7 @@ def run(args) -> int:
     if problem:
         return _usage_error(problem)
     from ..model.sources import resolve_source
-    from ..train.run_source import run_checkpoint
+    from ..runs.run_source import run_checkpoint
 
     # A model that does not exist is refused here, before torch is imported (seconds).
     resolved = resolve_source(args.model, runs=run_checkpoint)

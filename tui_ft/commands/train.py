@@ -19,7 +19,7 @@ from .progress import ProgressLine, TrainingProgress
 
 def cmd_train(args) -> int:
     from ..runs.jobs import prepare_run, start_detached
-    from ..train.worker import run_in_process
+    from ..runs.worker import run_in_process
 
     if args.resume:
         run = find_run(args.resume)

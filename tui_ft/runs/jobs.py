@@ -55,9 +55,9 @@ def prepare_run(config: TrainConfig) -> tuple[Run, TrainConfig]:
 
 
 def start_detached(run: Run, *, resume: Path | None = None) -> int:
-    """Start the training worker for `run` (`python -m tui_ft.train.worker`, which
+    """Start the training worker for `run` (`python -m tui_ft.runs.worker`, which
     trains in that process) and return its pid at once."""
-    cmd = [sys.executable, "-m", "tui_ft.train.worker", str(run.path)]
+    cmd = [sys.executable, "-m", "tui_ft.runs.worker", str(run.path)]
     if resume is not None:
         cmd += ["--resume", str(resume)]
     proc = detach(cmd, run.log_path)

@@ -20,7 +20,6 @@ from ..data.batches import (Example, Pack, batch_order, collate, collate_packed,
                             encode_records, pack_examples)
 from ..data.styles import load_styles
 from ..errors import TuiFtError
-from ..grade.store import GradeStore
 from ..model.gpt import flex_attention_available, flex_document_mask
 from ..model.loss import lm_loss_sum
 from ..model.precision import pick_device
@@ -30,7 +29,6 @@ from .splits import config_splits
 from .hostmem import keep_freed_memory, release_free_memory
 from .monitor import EarlyStopping, OverfitMonitor, load_monitor_state, monitor_state
 from ..runfolder import Run, now_iso
-from .run_source import run_checkpoint
 from .scalars import ScalarLog
 
 
@@ -89,7 +87,14 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, run: Run, *, resume_from: Path | None = None,
                  on_event: Callable[[dict], None] | None = None,
-                 stop_at_step: int | None = None) -> None:
+                 stop_at_step: int | None = None,
+                 model_runs: Callable[[str], Path | None],
+                 graded_checkpoints: Callable[[], dict[str, int]]) -> None:
+        # From the run layer above (runs/worker.py): `model_runs` finds the checkpoint
+        # a run named as the model stands for (load_model's `runs`), and
+        # `graded_checkpoints` reads which checkpoints hold grades (rotation keeps them).
+        self.model_runs = model_runs
+        self.graded_checkpoints = graded_checkpoints
         self.config = config
         self.run_dir = run
         self.resume_from = resume_from
@@ -207,7 +212,7 @@ class Trainer:
             # The steps after the checkpoint are run again: their old lines go.
             run.truncate_metrics_after(ckpt.read_trainer_state(self.resume_from)["global_step"])
         source = str(self.resume_from) if self.resume_from is not None else c.model
-        model, info = load_model(source, device=device, runs=run_checkpoint)
+        model, info = load_model(source, device=device, runs=self.model_runs)
         if c.gradient_checkpointing:
             model.config = replace(model.config, activation_checkpointing=True)
         set_dropout(model, c.dropout)
@@ -594,7 +599,7 @@ class Trainer:
     def _graded_checkpoints(self) -> dict[str, int]:
         """Checkpoints whose responses hold grades or notes: rotation keeps them."""
         try:
-            return GradeStore(self.run_dir).graded_checkpoints()
+            return self.graded_checkpoints()
         except OSError:
             # The journal cannot be read: every checkpoint might be graded.
             return {cp.name: 0 for cp in self.run_dir.checkpoints()}

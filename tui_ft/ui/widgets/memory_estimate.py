@@ -64,7 +64,7 @@ def model_shape(model: str, dropout: float = 0.0) -> tuple[GPTConfig | None, str
     loading it."""
     from ...errors import TuiFtError
     from ...model.sources import UnknownModelError, resolve_source, source_shape
-    from ...train.run_source import run_checkpoint
+    from ...runs.run_source import run_checkpoint
 
     text = model.strip()
     if not text:

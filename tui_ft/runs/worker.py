@@ -1,7 +1,9 @@
 """The training worker: trains a prepared run folder in this process, and records
 every ending (finished, stopped, failed) in its status and metrics. It runs in the
-foreground (`tui-ft train`) or as the detached process `python -m
-tui_ft.train.worker RUN` that tui_ft.runs.jobs.start_detached starts."""
+foreground (`tui-ft train`) or as the detached process `python -m tui_ft.runs.worker
+RUN` that jobs.start_detached starts. It lives in the run layer, not in train/,
+because it hands the trainer what the layers above train know: how a run given as
+the model is found (run_source), and which checkpoints hold grades (grade/)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,9 @@ from typing import Callable
 
 from ..config import TrainConfig
 from ..errors import TuiFtError
+from ..grade.store import GradeStore
 from ..runfolder import Run, now_iso
+from .run_source import run_checkpoint
 
 
 def run_in_process(run: Run, *, resume: Path | None = None,
@@ -31,10 +35,12 @@ def run_in_process(run: Run, *, resume: Path | None = None,
     run.stop_path.unlink(missing_ok=True)
     run.write_status(state="running", pid=os.getpid(), error=None)
     try:
-        from .loop import Trainer  # torch is imported here, not before
+        from ..train.loop import Trainer  # torch is imported here, not before
 
         return Trainer(config, run, resume_from=resume, on_event=on_event,
-                       stop_at_step=stop_at_step).train()
+                       stop_at_step=stop_at_step, model_runs=run_checkpoint,
+                       graded_checkpoints=lambda: GradeStore(run).graded_checkpoints()
+                       ).train()
     except KeyboardInterrupt:
         # Ctrl-C twice (the first asks for a stop after a checkpoint), or once before
         # training began: no traceback, no "failed"; the last checkpoint is the
@@ -62,10 +68,10 @@ def run_in_process(run: Run, *, resume: Path | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the detached worker: `python -m tui_ft.train.worker RUN`."""
+    """Entry point of the detached worker: `python -m tui_ft.runs.worker RUN`."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="tui_ft.train.worker")
+    parser = argparse.ArgumentParser(prog="tui_ft.runs.worker")
     parser.add_argument("run")
     parser.add_argument("--resume")
     args = parser.parse_args(argv)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..runfolder import CHECKPOINT_RE, CHECKPOINTS_DIR, Run, RunError
-from ..runs.registry import find_run, runs_named
+from .registry import find_run, runs_named
 
 
 def run_checkpoint(source: str) -> Path | None:
