@@ -6,7 +6,6 @@ training reads it."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from rich.text import Text
@@ -16,7 +15,6 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.suggester import Suggester
 from textual.widgets import Input, Select, Static
 from textual.worker import get_current_worker
 
@@ -29,36 +27,12 @@ from ...data.styles import StyleCatalog, load_styles
 from ...errors import TuiFtError
 from ...text import visible
 from ..widgets.key_legend import KeyLegend
+from ..widgets.path_suggester import PathSuggester
 from ..widgets.prompt_preview import PromptPreview
 from ..widgets.record_list import RecordList
 
 MAX_ERRORS_LISTED = 500
 IGNORED_KEYS_SHOWN = 4
-
-
-class PathSuggester(Suggester):
-    """Completes a file path from what is on disk: the first entry of the folder
-    that starts with what was typed (folders get a trailing slash)."""
-
-    def __init__(self) -> None:
-        super().__init__(use_cache=False, case_sensitive=True)
-
-    async def get_suggestion(self, value: str) -> str | None:
-        if not value:
-            return None
-        # '@sample/' and '~' complete in the folders they stand for.
-        expanded = str(resolve_data_path(value)) + ("/" if value.endswith("/") else "")
-        folder, prefix = os.path.split(expanded)
-        try:
-            names = sorted(os.listdir(folder or "."))
-        except OSError:
-            return None
-        for name in names:
-            if name.startswith(prefix) and name != prefix and not name.startswith("."):
-                full = os.path.join(folder, name)
-                suffix = "/" if os.path.isdir(full) else ""
-                return value + name[len(prefix):] + suffix
-        return None
 
 
 class DatasetOpened(Message):

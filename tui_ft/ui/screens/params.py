@@ -26,8 +26,8 @@ from ...text import visible
 from ..widgets.key_legend import KeyLegend
 from ..widgets.memory_estimate import EstimateRequest, MemoryEstimatePanel
 from ..widgets.param_form import GROUP_SHORT, ParamForm
+from ..widgets.path_suggester import PathSuggester
 from ...recipes import KEPT_FIELDS, RECIPES, defaults_keeping_files, matching_recipe
-from .datasets import PathSuggester
 
 DEFAULT_SAVE_NAME = "train.yaml"
 MESSAGE_LINES = 6
