@@ -13,7 +13,7 @@ from typing import Any, Collection
 
 from .data.split import DEFAULT_RATIOS, SPLIT_METHODS
 from .errors import TuiFtError
-from .model.precision import device_problem, precision_problem
+from .model.precision import DEVICE_NAMES, device_problem, precision_problem
 
 SAMPLE_PREFIX = "@sample/"
 GROUPS = ("model", "data", "optimisation", "evaluation and checkpoints", "precision",
@@ -196,7 +196,7 @@ class TrainConfig:
     bf16: bool = _p(False, "precision", "bfloat16 autocast (fp32 master weights): GPUs since "
                     "Ampere; CPUs with AMX (about 1.8x for gpt2 sizes).")
     fp16: bool = _p(False, "precision", "float16 autocast with loss scaling.")
-    device: str = _p("auto", "precision", "auto, cpu, cuda or cuda:N.")
+    device: str = _p("auto", "precision", f"{DEVICE_NAMES}.")
     torch_compile: bool = _p(False, "precision",
                              "Compile the model with torch.compile (falls back cleanly).")
     torch_compile_mode: str = _p("default", "precision",
