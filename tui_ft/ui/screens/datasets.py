@@ -153,7 +153,9 @@ class DatasetsScreen(Screen):
         from ...config import ConfigError, TrainConfig
 
         try:
-            config = TrainConfig.from_dict({**self.app.state.config.to_dict(), **changes})
+            # The style names this screen read: a change reads no style file again.
+            config = TrainConfig.from_dict({**self.app.state.config.to_dict(), **changes},
+                                           styles=self.catalog.names())
         except ConfigError:
             return  # the Parameters screen shows the problem; keep what works
         self.app.set_config(config)
