@@ -127,6 +127,12 @@ def test_a_run_from_before_the_fix_reads_and_resumes_with_the_right_pairing(tmp_
     again = run.best_checkpoint()
     assert again.checkpoint == best.checkpoint and again.evaluated
     assert again.metric == pytest.approx(vals[best.checkpoint.step])
+    # The Grading screen's checkpoint picker says the same (it read best_metric before).
+    from tui_ft.ui.widgets.grade_pickers import checkpoint_choices
+
+    name, label = checkpoint_choices(run)[0]
+    assert name == best.checkpoint.name
+    assert f"(eval {vals[best.checkpoint.step]:.4f})" in label.plain
 
     # checkpoint-12 as the old trainer wrote it: the best evaluation (step 10) as
     # best_metric/best_step beside its best checkpoint.

@@ -20,7 +20,7 @@ from textual.widgets.option_list import Option
 from ...config import TrainConfig, read_yaml
 from ...errors import TuiFtError
 from ...paths import runs_dir
-from ...runfolder import JsonlTail, LineTail, Run, RunError
+from ...runfolder import CHECKPOINT_RE, JsonlTail, LineTail, Run, RunError
 from ...runs.progress import ProgressState, describe_event
 from ...runs.registry import list_runs
 from ...text import visible
@@ -181,12 +181,8 @@ class TrainingScreen(Screen):
         self.status = self.run.read_status()
         chart = self.query_one(LossChart)
         best = self.status.get("best_checkpoint")
-        step = None
-        if isinstance(best, str) and best.startswith("checkpoint-"):
-            try:
-                step = int(best.split("-", 1)[1])
-            except ValueError:
-                pass
+        match = CHECKPOINT_RE.match(best) if isinstance(best, str) else None
+        step = int(match.group(1)) if match else None
         metric = self.status.get("best_checkpoint_metric")
         chart.set_best(step, metric if isinstance(metric, (int, float))
                        and not isinstance(metric, bool) else None)

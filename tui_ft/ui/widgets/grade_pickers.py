@@ -139,13 +139,14 @@ def checkpoint_choices(run: Run) -> list[tuple[str, Text]]:
     checkpoints = run.checkpoints()
     if not checkpoints:
         return []
-    status = run.read_status()
-    best = run.checkpoint("best")
+    # The run's one rule for best (runfolder.BestCheckpoint): its own loss, never a
+    # later evaluation's that has no checkpoint.
+    chosen = run.best_checkpoint()
+    best, metric = chosen.checkpoint, chosen.metric
     last = checkpoints[-1]
-    metric = status.get("best_metric")
     best_label = Text("best", style="bold")
     best_label.append(f"  {best.name}")
-    if isinstance(metric, (int, float)) and best.name == status.get("best_checkpoint"):
+    if metric is not None:
         best_label.append(f" (eval {metric:.4f})")
     last_label = Text("last", style="bold")
     last_label.append(f"  {last.name}")
