@@ -37,6 +37,25 @@ STATES = ("starting", "running", "finished", "failed", "stopped")
 IMPORTED = "imported"
 
 
+# The fields of status.json whose type readers rely on (None is always allowed: not
+# known yet). "number" is an int or a float, never a bool.
+STATUS_FIELDS = {
+    "state": "str", "pid": "int", "step": "int", "total_steps": "int", "epoch": "number",
+    "error": "str", "stopped_by": "str", "created_at": "str", "updated_at": "str",
+    "finished_at": "str", "last_checkpoint": "str", "best_checkpoint": "str",
+    "best_checkpoint_step": "int", "best_checkpoint_metric": "number",
+    "best_metric": "number", "best_eval_step": "int", "best_eval_metric": "number",
+    "responses": "dict", "overfitting": "dict",
+}
+
+
+def _has_type(value, kind: str) -> bool:
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, {"str": str, "int": int, "number": (int, float),
+                              "dict": dict}[kind])
+
+
 class RunError(TuiFtError):
     """A run folder that is missing or unusable."""
 
@@ -232,12 +251,17 @@ class Run:
 
     def read_status(self) -> dict:
         """status.json, or {} when missing or unreadable (it is replaced atomically,
-        so a reader never sees half of it)."""
+        so a reader never sees half of it). A known field of the wrong type (a status
+        edited by hand, or by a foreign tool) is left out, as if absent, so that every
+        reader can trust the types in STATUS_FIELDS."""
         try:
             value = json.loads(self.status_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
-        return value if isinstance(value, dict) else {}
+        if not isinstance(value, dict):
+            return {}
+        return {k: v for k, v in value.items()
+                if v is None or k not in STATUS_FIELDS or _has_type(v, STATUS_FIELDS[k])}
 
     def write_status(self, *, durable: bool = True, **fields) -> dict:
         """Update some fields of status.json. Read, change and replace happen under a
@@ -319,7 +343,7 @@ class Run:
         if best is None:
             return BestCheckpoint(self._last_checkpoint(available, status), None, False)
         metric = status.get("best_checkpoint_metric")
-        if not _is_number(metric):
+        if not _has_type(metric, "number"):
             # A run from before best_checkpoint_metric: its best_metric may be a later
             # evaluation's, so the loss is read at the checkpoint's own step.
             metric = self.eval_metric_at(best.step)
@@ -329,7 +353,8 @@ class Run:
         """The validation loss of the evaluation at `step`, if there was one."""
         found = None
         for m in self.read_metrics():
-            if m.get("step") == step and _is_number(m.get("val_loss")) and "event" not in m:
+            if (m.get("step") == step and _has_type(m.get("val_loss"), "number")
+                    and "event" not in m):
                 found = m["val_loss"]  # the last one: a resumed run evaluates again
         return found
 
@@ -358,10 +383,6 @@ class Run:
             if c.name == latest:
                 return c
         return available[-1]
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def is_run_folder(path: Path) -> bool:
