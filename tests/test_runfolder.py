@@ -33,3 +33,24 @@ def test_the_next_write_keeps_the_good_fields_and_drops_the_bad(tmp_path):
     assert written["state"] == "stopped" and written["pid"] == 5
     assert "step" not in written and written["error"] == "gone"
     assert json.loads(run.status_path.read_text())["error"] == "gone"
+
+
+def test_a_metrics_line_of_the_wrong_types_is_skipped_and_the_progress_goes_on(tmp_path):
+    from tui_ft.runs.progress import ProgressState
+
+    run = Run.create(tmp_path, "metrics")
+    lines = [{"event": "start", "step": 0, "total_steps": 10, "time": 100.0},
+             {"step": "three", "train_loss": 2.0, "time": 101.0},  # hand-made
+             {"step": 4, "train_loss": "low", "time": 102.0},
+             {"step": 5, "epoch": 0.5, "train_loss": 1.5, "time": 105.0}]
+    run.metrics_path.write_text("".join(json.dumps(m) + "\n" for m in lines))
+    tail = run.metrics_tail()
+    records = tail.read()
+    assert [m["step"] for m in records] == [0, 5]
+    assert tail.skipped == 2
+    assert [m["step"] for m in run.read_metrics()] == [0, 5]
+    progress = ProgressState()
+    for m in records:
+        progress.feed(m)
+    assert (progress.step, progress.train_loss) == (5, 1.5)
+    assert progress.eta(now=105.0) == 5.0

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 from .errors import TuiFtError
 from .fsio import FileLock, append_line, write_atomic
@@ -47,6 +48,20 @@ STATUS_FIELDS = {
     "best_metric": "number", "best_eval_step": "int", "best_eval_metric": "number",
     "responses": "dict", "overfitting": "dict",
 }
+
+
+# The fields of a metrics.jsonl record whose type readers rely on.
+METRIC_FIELDS = {
+    "step": "int", "epoch": "number", "time": "number", "event": "str",
+    "total_steps": "int", "train_loss": "number", "val_loss": "number",
+    "tokens_per_s": "number", "lr": "number",
+}
+
+
+def metric_ok(record: dict) -> bool:
+    """Every known field of a metrics record has its type (None: not known)."""
+    return all(v is None or k not in METRIC_FIELDS or _has_type(v, METRIC_FIELDS[k])
+               for k, v in record.items())
 
 
 def _has_type(value, kind: str) -> bool:
@@ -152,10 +167,13 @@ class LineTail:
 class JsonlTail(LineTail):
     """The one reader of a growing JSONL file (metrics, responses, the grade journal):
     `read()` returns the JSON objects of the complete lines written since the last
-    call; a line that is not a JSON object is counted in `skipped`, never fatal."""
+    call; a line that is not a JSON object (or that `accept` refuses) is counted in
+    `skipped`, never fatal."""
 
-    def __init__(self, path: Path, *, max_bytes: int | None = None) -> None:
+    def __init__(self, path: Path, *, max_bytes: int | None = None,
+                 accept: Callable[[dict], bool] | None = None) -> None:
         super().__init__(path, max_bytes=max_bytes)
+        self.accept = accept
         self.skipped = 0
 
     def read(self) -> list[dict]:
@@ -166,7 +184,7 @@ class JsonlTail(LineTail):
             except ValueError:
                 self.skipped += 1
                 continue
-            if isinstance(value, dict):
+            if isinstance(value, dict) and (self.accept is None or self.accept(value)):
                 out.append(value)
             else:
                 self.skipped += 1
@@ -298,7 +316,12 @@ class Run:
         append_line(self.metrics_path, line.encode("utf-8"), durable=False)
 
     def read_metrics(self) -> list[dict]:
-        return JsonlTail(self.metrics_path).read()
+        return self.metrics_tail().read()
+
+    def metrics_tail(self) -> "JsonlTail":
+        """A tail of metrics.jsonl that passes only records whose known fields have
+        the types in METRIC_FIELDS (a foreign or hand-made line is skipped)."""
+        return JsonlTail(self.metrics_path, accept=metric_ok)
 
     def truncate_metrics_after(self, step: int) -> None:
         """Drop metric lines past `step` (a resumed run rewrites them)."""

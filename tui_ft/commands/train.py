@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..config import TrainConfig
 from ..paths import runs_dir
-from ..runfolder import JsonlTail, Run, RunError
+from ..runfolder import Run, RunError
 from ..runs.progress import format_duration
 from ..runs.registry import find_run, list_runs
 from ..text import visible
@@ -164,7 +164,7 @@ def cmd_runs(args) -> int:
 
 def cmd_attach(args) -> int:
     run = find_run(args.run)
-    tail = JsonlTail(run.metrics_path)
+    tail = run.metrics_tail()
     progress = TrainingProgress()
     quiet_history = True
     try:

@@ -150,7 +150,7 @@ class TrainingScreen(Screen):
     def attach(self, run: Run) -> None:
         """Show `run` with its whole history and follow it from now on."""
         self.run = run
-        self.tail = JsonlTail(run.metrics_path)
+        self.tail = run.metrics_tail()
         self.log_tail = LineTail(run.log_path, max_bytes=256 * 1024)
         self.progress = ProgressState()
         try:
