@@ -248,7 +248,7 @@ def test_run_state_is_starting_until_the_worker_writes_its_pid(tmp_path):
 
 
 def test_metrics_tail_skips_a_truncated_last_line_and_reads_it_once_complete(tmp_path):
-    from tui_ft.runfolder import JsonlTail
+    from tui_ft.tail import JsonlTail
 
     path = tmp_path / "metrics.jsonl"
     tail = JsonlTail(path)
@@ -264,7 +264,7 @@ def test_metrics_tail_skips_a_truncated_last_line_and_reads_it_once_complete(tmp
 
 
 def test_metrics_tail_skips_lines_that_are_not_json_objects(tmp_path):
-    from tui_ft.runfolder import JsonlTail
+    from tui_ft.tail import JsonlTail
 
     path = tmp_path / "metrics.jsonl"
     # A worker killed mid-line, then a new worker appending after it; garbage; a list.

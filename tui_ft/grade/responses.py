@@ -12,7 +12,8 @@ from typing import Callable
 from ..config import ConfigError, TrainConfig, check, read_yaml
 from ..errors import TuiFtError
 from ..fsio import replace as replace_durably, sync
-from ..runfolder import JsonlTail, Run, now_iso
+from ..runfolder import Run, now_iso
+from ..tail import JsonlTail
 
 PARTIAL_SUFFIX = ".partial"
 

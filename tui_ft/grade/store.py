@@ -14,7 +14,8 @@ from pathlib import Path
 
 from ..errors import TuiFtError
 from ..fsio import ShortWrite, append_line, write_atomic
-from ..runfolder import JsonlTail, Run, now_iso
+from ..runfolder import Run, now_iso
+from ..tail import JsonlTail
 from .responses import automatic_match
 
 GRADES = ("correct", "wrong")

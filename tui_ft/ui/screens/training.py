@@ -20,9 +20,10 @@ from textual.widgets.option_list import Option
 from ...config import TrainConfig, read_yaml
 from ...errors import TuiFtError
 from ...paths import runs_dir
-from ...runfolder import CHECKPOINT_RE, JsonlTail, LineTail, Run, RunError
+from ...runfolder import CHECKPOINT_RE, Run, RunError
 from ...runs.progress import ProgressState, describe_event
 from ...runs.registry import list_runs
+from ...tail import JsonlTail, LineTail
 from ...text import visible
 from ..widgets.key_legend import KeyLegend
 from ..widgets.loss_chart import LossChart
