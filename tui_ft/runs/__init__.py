@@ -16,8 +16,10 @@
   so train imports neither.
 
 The run folder's *format* (file names, the Run object, status.json and
-metrics.jsonl reading and writing, the best checkpoint, the JSONL tail) is not in
-this package but in `tui_ft/runfolder.py`, a stdlib-only module below every layer.
+metrics.jsonl reading and writing, the best checkpoint) is not in this package but
+in `tui_ft/runfolder.py`, a stdlib-only module below every layer, beside
+`tui_ft/tail.py` (the one reader of a growing file) and `tui_ft/fsio.py` (atomic
+writes, synced appends, locks).
 The trainer (train/loop, train/checkpoints) and grading (grade/store,
 grade/responses, grade/imported) write and read run folders, and they sit below
 this package (data < model < train < grade < runs < commands/ui). Passing them a
