@@ -127,4 +127,4 @@ async def test_train_generate_grade_kill_reopen_export(tmp_path):
     assert sum(r["grade"] == "ungraded" for r in rows) == len(rows) - 3
     assert all(r["run"] == run.name and r["checkpoint"].startswith("checkpoint-") for r in rows)
     assert set(rows[0]) == {"id", "instruction", "input", "expected", "response", "grade",
-                            "note", "run", "checkpoint", "graded_at"}
+                            "note", "run", "checkpoint", "graded_at", "exact_match"}
