@@ -17,7 +17,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from tui_ft.model.download import TerminalProgress, download_file, part_path
+from tui_ft.commands.progress import DownloadProgress
+from tui_ft.model.download import download_file, part_path
 from tui_ft.model.gpt import GPT, GPTConfig
 from tui_ft.model.presets import Preset
 from tui_ft.model.pretrained import fetch_pretrained, find_pretrained, pretrained_cache_path
@@ -335,7 +336,7 @@ def test_two_downloads_of_one_file_do_not_collide(hub, served, weights, tmp_path
 
 def test_terminal_progress_is_plain_and_throttled():
     out = io.StringIO()
-    bar = TerminalProgress("downloading gpt2", stream=out, min_interval=0.25)
+    bar = DownloadProgress("downloading gpt2", stream=out, min_interval=0.25)
     total = 548_000_000
     for done in range(0, total, total // 1000):  # 1000 calls within a few ms
         bar(done, total)
@@ -349,16 +350,16 @@ def test_terminal_progress_is_plain_and_throttled():
     assert "\x1b" not in out.getvalue()
 
     unknown = io.StringIO()
-    bar = TerminalProgress("x", stream=unknown, min_interval=0)
+    bar = DownloadProgress("x", stream=unknown, min_interval=0)
     bar(0, None)
     bar(2_500_000, None)
     assert unknown.getvalue().splitlines()[-1].startswith("x  2.5 MB  ")
 
 
 def test_terminal_progress_shows_eta():
-    bar = TerminalProgress("dl", stream=io.StringIO())
+    bar = DownloadProgress("dl", stream=io.StringIO())
     line = bar.format(100_000_000, 400_000_000, elapsed=10.0, fetched=100_000_000)
-    assert line == "dl  100.0 / 400.0 MB   25%  10.0 MB/s  ETA 0:30"
+    assert line == "dl  100.0 / 400.0 MB   25%  10.0 MB/s  ETA 30s"
 
 
 # ------------------------------------------------------- pretrained preset end to end

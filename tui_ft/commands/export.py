@@ -10,14 +10,14 @@ from ..text import visible
 
 
 def run(args) -> int:
-    from ..model.download import TerminalProgress
+    from .progress import DownloadProgress
     from ..model.export import check_export_target, export_hf
     from ..model.weights import load_model
     from ..runs.run_source import run_checkpoint
 
     # Refuse before loading (and perhaps downloading) anything.
     out = check_export_target(args.out_dir)
-    progress = TerminalProgress(f"downloading {visible(args.source, keep_newlines=False)}")
+    progress = DownloadProgress(f"downloading {visible(args.source, keep_newlines=False)}")
     try:
         model, info = load_model(args.source, device="cpu", progress=progress,
                                  runs=run_checkpoint)

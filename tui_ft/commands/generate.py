@@ -178,10 +178,10 @@ def run(args) -> int:
 def _load(source, device, precision):
     """The model on `device` in `precision`; for int8 the weights are quantized from
     fp32 on the CPU first (scales from full-precision weights), then moved."""
-    from ..model.download import TerminalProgress
+    from .progress import DownloadProgress
     from ..model.weights import load_model
 
-    progress = TerminalProgress(f"downloading {visible(source.text, keep_newlines=False)}")
+    progress = DownloadProgress(f"downloading {visible(source.text, keep_newlines=False)}")
     try:
         if precision.int8:
             from ..model.quant import quantize_int8

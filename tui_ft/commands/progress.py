@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 import time
 
-from ..runs.progress import ProgressState, describe_event
+from ..runs.progress import ProgressState, describe_event, format_duration
 
 
 class ProgressLine:
@@ -57,6 +57,55 @@ class ProgressLine:
         if self.tty and self.width:
             self._write("\n")
             self.width = 0
+
+
+class DownloadProgress:
+    """A download's `progress(done, total)` callback (model/download.py), drawn by a
+    ProgressLine: `downloading  123.4 / 548.1 MB  22%  41.3 MB/s  ETA 10s`, redrawn
+    in place on a terminal, a line every few seconds into a log."""
+
+    def __init__(self, label: str = "downloading", stream=None,
+                 min_interval: float | None = None) -> None:
+        self.label = label
+        self.line = ProgressLine(stream, interval=0.25 if min_interval is None
+                                 else min_interval,
+                                 pipe_interval=5.0 if min_interval is None else min_interval)
+        self._start: float | None = None
+        self._start_done = 0
+        self._finished = False
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if self._finished:
+            return
+        now = time.monotonic()
+        if self._start is None:
+            self._start, self._start_done = now, done
+        finished = total is not None and done >= total
+        self.line.update(self.format(done, total, now - self._start, done - self._start_done),
+                         force=finished)
+        if finished:
+            self.close()
+
+    def format(self, done: int, total: int | None, elapsed: float, fetched: int) -> str:
+        mb = 1e6
+        speed = fetched / elapsed if elapsed > 0 else 0.0
+        parts = [self.label]
+        if total:
+            parts.append(f"{done / mb:.1f} / {total / mb:.1f} MB")
+            parts.append(f"{100 * done / total:3.0f}%")
+        else:
+            parts.append(f"{done / mb:.1f} MB")
+        parts.append(f"{speed / mb:.1f} MB/s")
+        if total and speed > 0 and done < total:
+            parts.append(f"ETA {format_duration((total - done) / speed)}")
+        elif total and done >= total:
+            parts.append(f"done in {format_duration(elapsed)}")
+        return "  ".join(parts)
+
+    def close(self) -> None:
+        """End the line (finished, failed or stopped)."""
+        self.line.close()
+        self._finished = True
 
 
 class TrainingProgress:

@@ -1,5 +1,6 @@
 """Download one file over HTTP(S) with urllib: resumable, checked against its size and
-sha256, finished by an atomic rename; plus the plain-text progress bar the CLI shows.
+sha256, finished by an atomic rename. Progress goes to a `progress(done, total)`
+callback (the CLI draws it: commands/progress.py, DownloadProgress).
 
 Why not huggingface_hub's hf_hub_download (issue 14 asked; measured with 2.4.0, the
 version transformers brings, against a loopback endpoint): it downloads fine, but
@@ -21,8 +22,6 @@ import hashlib
 import http.client
 import os
 import re
-import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -301,73 +300,3 @@ def _http_error_text(url: str, code: int, reason) -> str:
         404: "no such file: check the repository name and revision",
     }.get(code, "try again later")
     return f"download of {url} failed: the server answered {code} {reason} ({hint})"
-
-
-class TerminalProgress:
-    """A `progress(done, total)` callback that draws one plain-text line on stderr:
-    `downloading  123.4 / 548.1 MB  22%  41.3 MB/s  ETA 0:10`. On a terminal the line
-    is redrawn in place at most ~4 times a second; into a log file a new line is
-    written every few seconds instead, so the log stays readable."""
-
-    def __init__(self, label: str = "downloading", stream=None,
-                 min_interval: float | None = None) -> None:
-        self.label = label
-        self.stream = stream if stream is not None else sys.stderr
-        isatty = getattr(self.stream, "isatty", None)
-        self.tty = bool(isatty and isatty())
-        self.min_interval = min_interval if min_interval is not None else (
-            0.25 if self.tty else 5.0)
-        self._start: float | None = None
-        self._start_done = 0
-        self._last = float("-inf")
-        self._drawn = False
-        self._finished = False
-        self._width = 0
-
-    def __call__(self, done: int, total: int | None) -> None:
-        now = time.monotonic()
-        if self._start is None:
-            self._start, self._start_done = now, done
-        finished = total is not None and done >= total
-        if self._finished or (not finished and now - self._last < self.min_interval):
-            return
-        self._last = now
-        line = self.format(done, total, now - self._start, done - self._start_done)
-        if self.tty:
-            self._width = max(self._width, len(line))
-            self.stream.write("\r" + line.ljust(self._width) + ("\n" if finished else ""))
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-        self._drawn = True
-        self._finished = finished
-
-    def format(self, done: int, total: int | None, elapsed: float, fetched: int) -> str:
-        mb = 1e6
-        speed = fetched / elapsed if elapsed > 0 else 0.0
-        parts = [self.label]
-        if total:
-            parts.append(f"{done / mb:.1f} / {total / mb:.1f} MB")
-            parts.append(f"{100 * done / total:3.0f}%")
-        else:
-            parts.append(f"{done / mb:.1f} MB")
-        parts.append(f"{speed / mb:.1f} MB/s")
-        if total and speed > 0 and done < total:
-            parts.append(f"ETA {_duration((total - done) / speed)}")
-        elif total and done >= total:
-            parts.append(f"done in {_duration(elapsed)}")
-        return "  ".join(parts)
-
-    def close(self) -> None:
-        """End an unfinished line (the download failed or stopped)."""
-        if self.tty and self._drawn and not self._finished:
-            self.stream.write("\n")
-            self.stream.flush()
-        self._finished = True
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
