@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark: opening large instruction-data JSONL files with `tui_ft.data.records.Dataset`.
+"""Benchmark: opening large instruction-data JSONL files with `tui_ft.data.dataset.Dataset`.
 
 For each size (10^4, 10^5, 10^6 records by default) it writes a deterministic
 Alpaca-style JSONL file into a temporary folder, then measures, each in a fresh
@@ -180,7 +180,8 @@ def _mib(nbytes: float) -> float:
 def _worker(spec: dict) -> dict:
     import gc
 
-    from tui_ft.data.records import Dataset, Record
+    from tui_ft.data.dataset import Dataset
+    from tui_ft.data.records import Record
 
     path = spec["path"]
     trial = spec["trial"]

@@ -19,7 +19,8 @@ from tui_ft.data.batches import (
     encode_rendered,
     pad_batch,
 )
-from tui_ft.data.records import load_records, parse_record
+from tui_ft.data.dataset import load_records
+from tui_ft.data.records import parse_record
 from tui_ft.data.styles import Rendered, load_styles
 from tui_ft.data.tokenizer import EOT_ID, decode, encode
 

@@ -104,7 +104,7 @@ def test_inspect_sample_data(run_cli_json, sample_data_dir):
 
 
 def test_inspect_shared_data(run_cli_json, shared_instructions):
-    from tui_ft.data.records import load_records
+    from tui_ft.data.dataset import load_records
     from tui_ft.data.styles import get_style
 
     report = run_cli_json("data", "inspect", shared_instructions)

@@ -33,8 +33,8 @@ heavy = sorted(m for m in ("torch", "textual", "plotext", "tiktoken", "yaml", "n
 sys.stderr.write("\\nPROBE " + json.dumps({"code": code, "heavy": heavy}) + "\\n")
 """
 
-DATA_MODULES = ["tui_ft.data.records", "tui_ft.data.styles", "tui_ft.data.split",
-                "tui_ft.data.batches", "tui_ft.data.tokenizer", "tui_ft.config"]
+DATA_MODULES = ["tui_ft.data.records", "tui_ft.data.dataset", "tui_ft.data.styles",
+                "tui_ft.data.split", "tui_ft.data.batches", "tui_ft.data.tokenizer", "tui_ft.config"]
 
 
 def probe(stderr: str) -> dict:

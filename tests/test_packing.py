@@ -16,7 +16,7 @@ from tui_ft.runs.progress import describe_event
 from tui_ft.config import TrainConfig
 from tui_ft.data.batches import (Example, Pack, collate, collate_packed, encode_records,
                                  pack_examples, padded_width)
-from tui_ft.data.records import load_records
+from tui_ft.data.dataset import load_records
 from tui_ft.data.styles import load_styles
 from tui_ft.model.gpt import GPT, GPTConfig, document_mask
 from tui_ft.model.loss import lm_loss_sum

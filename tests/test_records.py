@@ -10,13 +10,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tui_ft.data.dataset import Dataset, load_records
 from tui_ft.data.records import (
-    Dataset,
     Message,
     Record,
     RecordError,
     RecordFields,
-    load_records,
     parse_record,
 )
 from tui_ft.errors import DatasetError, TuiFtError

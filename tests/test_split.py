@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tui_ft.data.records import load_records, parse_record
+from tui_ft.data.dataset import load_records
+from tui_ft.data.records import parse_record
 from tui_ft.data.split import (
     DEFAULT_RATIOS,
     SplitError,
@@ -207,7 +208,7 @@ def test_ids_and_split_are_the_same_in_another_process(sample_data_dir, tmp_path
     path.write_text("\n".join(json.dumps({k: v for k, v in r.items() if k != "id"})
                               for r in raw[:300]) + "\n", encoding="utf-8")
     code = ("import json, sys\n"
-            "from tui_ft.data.records import load_records\n"
+            "from tui_ft.data.dataset import load_records\n"
             "from tui_ft.data.split import split_records\n"
             "recs = load_records(sys.argv[1]).records\n"
             "s = split_records(recs, seed=11)\n"

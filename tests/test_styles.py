@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tui_ft.data.records import load_records, parse_record
+from tui_ft.data.dataset import load_records
+from tui_ft.data.records import parse_record
 from tui_ft.data.styles import Rendered, get_style, load_style_file, load_styles
 from tui_ft.errors import StyleError
 

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from tui_ft.config import TrainConfig
 from tui_ft.data.batches import batch_order, encode_records
-from tui_ft.data.records import load_records
+from tui_ft.data.dataset import load_records
 from tui_ft.data.styles import load_styles
 from tui_ft.model.weights import load_model, save_checkpoint_weights
 from tui_ft.train.loop import TrainingError, lr_lambda

@@ -248,7 +248,8 @@ async def test_dataset_option_takes_a_sample_path():
 
 async def test_split_method_and_field_keys_follow_the_configuration(tmp_path):
     from tui_ft.config import TrainConfig
-    from tui_ft.data.records import RecordFields, load_records
+    from tui_ft.data.dataset import load_records
+    from tui_ft.data.records import RecordFields
     from tui_ft.data.split import split_records
 
     path = write_jsonl(tmp_path / "renamed.jsonl", [

@@ -8,7 +8,8 @@ import json
 import sys
 from ..config import TrainConfig, resolve_data_path
 from ..data.batches import IGNORE_INDEX, encode_rendered, loss_segments
-from ..data.records import Dataset, RecordError
+from ..data.dataset import Dataset
+from ..data.records import RecordError
 from ..data.split import parse_ratios, split_records
 from ..data.styles import load_styles
 from ..data.stats import length_stats, token_lengths

@@ -118,7 +118,7 @@ def splits_from_files(train: str, val: str | None = None, test: str | None = Non
     """Splits given as separate files (no seeded assignment), read with `fields` (a
     RecordFields). Returns the splits and the located errors of all three files; a
     missing file raises DatasetError."""
-    from .records import load_records
+    from .dataset import load_records
 
     out: dict[str, list[Record]] = {}
     errors: list = []

@@ -12,7 +12,8 @@ import shutil
 from pathlib import Path
 
 from ..config import TrainConfig, resolve_data_path, short_data_path
-from ..data.records import Dataset, InvalidRecord, RecordError, string_field
+from ..data.dataset import Dataset
+from ..data.records import InvalidRecord, RecordError, string_field
 from ..errors import TuiFtError
 from ..fsio import write_atomic
 from ..paths import runs_dir

@@ -5,7 +5,8 @@ with the configuration's field mapping."""
 from __future__ import annotations
 
 from ..config import TrainConfig
-from ..data.records import RecordError, load_records
+from ..data.dataset import load_records
+from ..data.records import RecordError
 from ..data.split import Splits, split_records, splits_from_files
 
 

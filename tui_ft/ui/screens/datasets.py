@@ -20,7 +20,8 @@ from textual.worker import get_current_worker
 
 from ...config import TrainConfig, resolve_data_path, short_data_path
 from ...data.batches import encode_record
-from ...data.records import Dataset, RecordError, RecordFields, ScanResult
+from ...data.dataset import Dataset, ScanResult
+from ...data.records import RecordError, RecordFields
 from ...data.split import split_records
 from ...data.stats import length_stats, token_lengths
 from ...data.styles import StyleCatalog, load_styles

@@ -14,7 +14,8 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from ...data.records import Dataset, RecordError
+from ...data.dataset import Dataset
+from ...data.records import RecordError
 from ...text import visible
 
 
