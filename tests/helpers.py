@@ -148,3 +148,13 @@ class PtyApp:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+async def pilot_wait_for(pilot, condition, timeout: float = 60.0) -> None:
+    """Let the app run until `condition()` holds, else fail (Pilot tests wait on
+    conditions, never on bare sleeps)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await pilot.pause(0.05)

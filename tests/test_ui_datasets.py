@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,15 +14,7 @@ from tui_ft.ui.app import create_app
 from tui_ft.ui.widgets.prompt_preview import PromptPreview
 from tui_ft.ui.widgets.record_list import RecordList
 
-from helpers import PtyApp
-
-
-async def wait_for(pilot, condition, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await pilot.pause(0.05)
+from helpers import PtyApp, pilot_wait_for as wait_for
 
 
 def preview_text(screen) -> str:

@@ -27,7 +27,7 @@ from tui_ft.ui.widgets.key_legend import KeyLegend
 from tui_ft.ui.widgets.grade_pickers import CheckpointPicker, RunPicker
 from tui_ft.ui.widgets.response_view import ResponseView
 
-from helpers import PtyApp
+from helpers import PtyApp, pilot_wait_for as wait_for
 
 CHECKPOINT = "checkpoint-10"
 LONG_WORD = "x" * 500
@@ -97,14 +97,6 @@ def make_run(parent: Path, responses: list[dict] | None = RESPONSES, *, name: st
     if responses is not None:
         write_jsonl(run.responses_path, [response_line(r, run=name) for r in responses])
     return run
-
-
-async def wait_for(pilot, condition, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await pilot.pause(0.05)
 
 
 def journal(run: Run) -> list[dict]:

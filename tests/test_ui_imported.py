@@ -13,7 +13,7 @@ from tui_ft.paths import runs_dir
 from tui_ft.runfolder import Run
 from tui_ft.ui.app import create_app
 
-from helpers import PtyApp
+from helpers import PtyApp, pilot_wait_for as wait_for
 
 LABEL = "other-tool v2"
 ANSWERS = [
@@ -31,14 +31,6 @@ def imported_run(tmp_path) -> Run:
     source.write_text(json.dumps(ANSWERS), encoding="utf-8")
     import_answers(str(source), "imported-demo", response_key="model_response", label=LABEL)
     return Run.open(runs_dir() / "imported-demo")
-
-
-async def wait_for(pilot, condition, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await pilot.pause(0.05)
 
 
 def text_of(screen, selector: str) -> str:

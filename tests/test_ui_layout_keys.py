@@ -30,17 +30,9 @@ from tui_ft.ui.screens.training import config_for_new_run, fit_progress
 from tui_ft.ui.widgets.key_legend import KeyLegend
 from tui_ft.ui.widgets.loss_chart import LossChart
 
-from helpers import PtyApp
+from helpers import PtyApp, pilot_wait_for as wait_for
 
 SIZES = [(80, 24), (60, 20)]
-
-
-async def wait_for(pilot, condition, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await pilot.pause(0.05)
 
 
 @pytest.fixture

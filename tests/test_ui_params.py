@@ -8,7 +8,6 @@ import json
 import re
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -21,13 +20,7 @@ from tui_ft.ui.app import create_app
 from tui_ft.ui.screens.params import ParamsScreen
 from tui_ft.recipes import RECIPES
 
-
-async def wait_for(pilot, condition, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await pilot.pause(0.02)
+from helpers import pilot_wait_for as wait_for
 
 
 async def params_screen(pilot) -> ParamsScreen:

@@ -19,13 +19,7 @@ from tui_ft.runs.worker import run_in_process
 from tui_ft.ui.app import create_app
 from tui_ft.ui.widgets.loss_chart import LossChart, thin
 
-
-async def wait_for(pilot, condition, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await pilot.pause(0.1)
+from helpers import pilot_wait_for as wait_for
 
 
 def small_config(tmp_path: Path, **changes) -> TrainConfig:
