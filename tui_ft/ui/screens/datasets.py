@@ -22,8 +22,7 @@ from ...config import TrainConfig, resolve_data_path, short_data_path
 from ...data.batches import encode_record
 from ...data.dataset import Dataset, ScanResult
 from ...data.records import RecordError, RecordFields
-from ...data.split import split_records
-from ...data.stats import length_stats, token_lengths
+from ...data.stats import token_lengths
 from ...data.styles import StyleCatalog, load_styles
 from ...errors import TuiFtError
 from ...text import visible
@@ -31,9 +30,7 @@ from ..widgets.key_legend import KeyLegend
 from ..widgets.path_suggester import PathSuggester
 from ..widgets.prompt_preview import PromptPreview
 from ..widgets.record_list import RecordList
-
-MAX_ERRORS_LISTED = 500
-IGNORED_KEYS_SHOWN = 4
+from .datasets_lines import error_lines, info_line
 
 
 class DatasetOpened(Message):
@@ -299,32 +296,9 @@ class DatasetsScreen(Screen):
     def _refresh_info(self) -> None:
         if self.dataset is None:
             return
-        parts = [f"{self.dataset.format} \u00b7 {len(self.dataset):,} entries"]
-        if self.scan is None:
-            parts.append("checking records ...")
-        else:
-            splits = split_records(self.scan.records, seed=self.seed, ratios=self.ratios,
-                                   method=self.split_method)
-            sizes = splits.sizes()
-            parts.append(f"{len(self.scan.errors):,} bad")
-            parts.append(f"{self.split_method} split: train {sizes['train']:,} / "
-                         f"val {sizes['val']:,} / test {sizes['test']:,}")
-            ignored = list(self.scan.ignored_keys)
-            if ignored:
-                keys = ", ".join(visible(k, keep_newlines=False)
-                                 for k in ignored[:IGNORED_KEYS_SHOWN])
-                more = f" +{len(ignored) - IGNORED_KEYS_SHOWN}" if len(ignored) > \
-                    IGNORED_KEYS_SHOWN else ""
-                parts.append(f"keys not read: {keys}{more}")
-            stats = length_stats(self.lengths)
-            if not stats:
-                parts.append("counting tokens ...")
-            else:
-                truncated = sum(1 for n in self.lengths if n > self.max_length)
-                parts.append(f"tokens min {stats.min} \u00b7 median {stats.median:g} \u00b7 "
-                             f"p95 {stats.p95} \u00b7 max {stats.max} \u00b7 "
-                             f"{truncated} over {self.max_length}")
-        self._set_info(Text("  \u2502  ".join(parts)))
+        self._set_info(Text(info_line(self.dataset, self.scan, self.lengths, seed=self.seed,
+                                      ratios=self.ratios, split_method=self.split_method,
+                                      max_length=self.max_length)))
 
     def _refresh_side(self) -> None:
         panel = self.query_one("#side-panel")
@@ -332,24 +306,8 @@ class DatasetsScreen(Screen):
         body = self.query_one("#side-body", Static)
         if self.side == "errors":
             panel.border_title = "load errors"
-            if self.scan is None:
-                body.update(Text("checking records ..."))
-            else:
-                errors = self.scan.errors
-                lines = [visible(str(e), keep_newlines=False) for e in errors[:MAX_ERRORS_LISTED]]
-                if len(errors) > MAX_ERRORS_LISTED:
-                    lines.append(f"... and {len(errors) - MAX_ERRORS_LISTED:,} more "
-                                 "(tui-ft data inspect --json lists all)")
-                if not errors:
-                    lines.append("no bad records")
-                ignored = self.scan.ignored_keys
-                if ignored:
-                    lines.append("")
-                    lines.append("keys not read (records holding each): " + ", ".join(
-                        f"{visible(k, keep_newlines=False)} ({n:,})" for k, n in ignored.items()))
-                    lines.append("To read one, name it as instruction_key, input_key or "
-                                 "output_key (Params, 2).")
-                body.update(Text("\n".join(lines)))
+            body.update(Text("checking records ..." if self.scan is None
+                             else error_lines(self.scan)))
         self.query_one("#side-scroll").display = self.side != "histogram"
         if self.side == "histogram":
             panel.border_title = f"token lengths ({self.style_name})"
