@@ -41,7 +41,7 @@ IMPORTED = "imported"
 # The fields of status.json whose type readers rely on (None is always allowed: not
 # known yet). "number" is an int or a float, never a bool.
 STATUS_FIELDS = {
-    "state": "str", "pid": "int", "step": "int", "total_steps": "int", "epoch": "number",
+    "state": "str", "pid": "int", "pid_start": "int", "step": "int", "total_steps": "int", "epoch": "number",
     "error": "str", "stopped_by": "str", "created_at": "str", "updated_at": "str",
     "finished_at": "str", "last_checkpoint": "str", "best_checkpoint": "str",
     "best_checkpoint_step": "int", "best_checkpoint_metric": "number",
@@ -79,8 +79,35 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def process_start(pid: int) -> int | None:
+    """When process `pid` started (clock ticks since boot, /proc/PID/stat field 22):
+    with the pid, it names one process for good, where a pid alone is recycled.
+    None where there is no /proc (then the pid is all there is)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b") ", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def worker_alive(status: dict) -> bool:
+    """The process status.json names is alive and is the one that wrote it: the pid and
+    its start time, recorded when the worker started, still match. A stale pid (the
+    worker died, the number went to another process) or a pid edited by hand is no
+    worker: nothing is signalled, and the run reads as died."""
+    pid = status.get("pid")
+    if not pid_alive(pid):
+        return False
+    recorded = status.get("pid_start")
+    if recorded is None:
+        return True  # a run from before pid_start, or a system without /proc
+    return process_start(pid) in (recorded, None)
+
+
 def pid_alive(pid: int | None) -> bool:
-    if not pid:
+    # 0, -1 and other negatives name process groups or every process, and 1 is init:
+    # never a worker, and os.kill(-1, ...) would reach everything the user owns.
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 1:
         return False
     try:
         os.kill(pid, 0)
@@ -240,7 +267,7 @@ class Run:
         """The state, corrected for a worker that died without saying so."""
         status = self.read_status()
         state = status.get("state", "unknown")
-        if state in ("starting", "running") and not pid_alive(status.get("pid")):
+        if state in ("starting", "running") and not worker_alive(status):
             # A worker that is just starting may not have written its pid yet.
             if state == "starting" and time.time() - self.path.stat().st_mtime < 30:
                 return state

@@ -19,7 +19,7 @@ from ..config import TrainConfig
 from ..fsio import write_atomic
 from ..grade.responses import partial_path, read_responses
 from ..paths import runs_dir
-from ..runfolder import Run, RunError, now_iso, pid_alive
+from ..runfolder import Run, RunError, now_iso, pid_alive, process_start, worker_alive
 from .registry import register_run
 
 
@@ -61,7 +61,7 @@ def start_detached(run: Run, *, resume: Path | None = None) -> int:
     if resume is not None:
         cmd += ["--resume", str(resume)]
     proc = detach(cmd, run.log_path)
-    run.write_status(pid=proc.pid)
+    run.write_status(pid=proc.pid, pid_start=process_start(proc.pid))
     return proc.pid
 
 
@@ -72,18 +72,20 @@ def stop_run(run: Run, *, wait: float = 0.0) -> bool:
     if status.get("state") not in ("starting", "running"):
         return True
     run.stop_path.write_text(now_iso() + "\n", encoding="utf-8")
-    pid = status.get("pid")
-    if pid_alive(pid):
+    # Only a process proven to be this run's worker is signalled (worker_alive); the
+    # STOP file reaches a live worker either way.
+    if worker_alive(status):
         try:
-            os.kill(pid, signal.SIGTERM)
+            os.kill(status["pid"], signal.SIGTERM)
         except ProcessLookupError:
             pass
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
-        if run.read_status().get("state") not in ("starting", "running") or not pid_alive(pid):
+        current = run.read_status()
+        if current.get("state") not in ("starting", "running") or not worker_alive(current):
             return True
         time.sleep(0.1)
-    return not pid_alive(pid)
+    return not worker_alive(run.read_status())
 
 
 
