@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .fsio import write_atomic
 from .paths import config_dir
+from .yamlfile import load_user_yaml
 
 SETTINGS_FILE = "settings.yaml"
 
@@ -28,7 +29,7 @@ def load_settings() -> tuple[dict, str | None]:
     except (OSError, UnicodeDecodeError) as exc:
         return {}, f"{path}: cannot read ({exc}); using defaults"
     try:
-        data = yaml.safe_load(text)
+        data = load_user_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)

@@ -1,11 +1,39 @@
 """Reading a YAML file a user wrote: `yaml.safe_load` only (Python object tags fail),
-and every problem as one message with the file, line and column."""
+without aliases, and every problem as one message with the file, line and column.
+
+Aliases (`*name`) are refused: nine lines of them (the "billion laughs") expand into
+billions of nodes, and a config or style file did hang the CLI and the app with memory
+growing. No tui-ft file needs them; anchors alone are harmless and stay allowed."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from .errors import TuiFtError
+
+
+@functools.cache
+def _loader():
+    """The loader class, built on first use so that yaml stays off start-up."""
+    import yaml
+
+    class NoAliasLoader(yaml.SafeLoader):
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.events.AliasEvent):
+                raise yaml.composer.ComposerError(
+                    None, None, "aliases (*name) are not accepted here: write the value "
+                    "out", self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+
+    return NoAliasLoader
+
+
+def load_user_yaml(text: str) -> object:
+    """`yaml.safe_load` of text a user wrote, refusing aliases; raises yaml.YAMLError."""
+    import yaml
+
+    return yaml.load(text, Loader=_loader())  # noqa: S506 -- a SafeLoader subclass
 
 
 def read_yaml_file(path: str | Path, error: type[TuiFtError] = TuiFtError) -> object:
@@ -22,7 +50,7 @@ def read_yaml_file(path: str | Path, error: type[TuiFtError] = TuiFtError) -> ob
     except OSError as exc:
         raise error(f"{path}: cannot read ({exc.strerror or exc})") from None
     try:
-        return yaml.safe_load(text)
+        return load_user_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)

@@ -10,6 +10,7 @@ from textual.color import Color, ColorParseError
 from textual.theme import Theme
 
 from ..paths import config_dir, themes_dir
+from ..yamlfile import load_user_yaml
 
 COLOUR_KEYS = ("primary", "secondary", "accent", "foreground", "background", "surface",
                "panel", "boost", "success", "warning", "error")
@@ -20,7 +21,7 @@ def theme_from_file(path: Path) -> Theme:
     import yaml
 
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_user_yaml(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: cannot read ({exc})") from None
     except yaml.YAMLError:
