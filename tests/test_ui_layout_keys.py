@@ -26,7 +26,8 @@ from tui_ft.runfolder import Run
 from tui_ft.ui.app import TuiFtApp, create_app
 from tui_ft.ui.screens.quit_confirm import QuitConfirm
 from tui_ft.ui.screens.too_small import TooSmall
-from tui_ft.ui.screens.training import config_for_new_run, fit_progress
+from tui_ft.ui.screens.training import config_for_new_run
+from tui_ft.ui.screens.training_lines import fit_progress
 from tui_ft.ui.widgets.key_legend import KeyLegend
 from tui_ft.ui.widgets.loss_chart import LossChart
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rich.cells import cell_len
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -27,33 +26,11 @@ from ...tail import JsonlTail, LineTail
 from ...text import visible
 from ..widgets.key_legend import KeyLegend
 from ..widgets.loss_chart import LossChart
+from .training_lines import SEPARATOR, fit_progress, overfit_banner, problem_line
 
 LOG_LINES = 400
-SEPARATOR = " \u00b7 "
 # The progress bar's width (bar and percentage) where there is room for it.
 BAR_WIDTH = 20
-
-# What goes first when the progress line does not fit: the epoch (the step says as
-# much), then the bar (it repeats the step as a percentage), then the losses (the
-# chart shows them). The step, the speed and the ETA stay. Pieces are known by how
-# progress_parts begins them.
-_DROP_ORDER = ("epoch ", "bar", "val ", "loss ")
-
-
-def fit_progress(parts: list[str], width: int, bar_width: int | None = None
-                 ) -> tuple[list[str], bool]:
-    """(the parts that fit in `width` cells, whether the bar of `bar_width` is shown
-    beside them), dropping the least useful first. What is left when nothing more can
-    go (step, speed, ETA) is kept whole, to be wrapped rather than cut."""
-    kept, bar = list(parts), bar_width is not None
-    for drop in (None, *_DROP_ORDER):
-        if drop == "bar":
-            bar = False
-        elif drop is not None:
-            kept = [p for p in kept if not p.startswith(drop)]
-        if cell_len(SEPARATOR.join(kept)) <= width - (bar_width if bar else 0):
-            break
-    return kept, bar
 
 
 def config_for_new_run(config: TrainConfig) -> tuple[TrainConfig, Path | None]:
@@ -244,13 +221,7 @@ class TrainingScreen(Screen):
         described = self.status.get("model")
         self.query_one("#run-header").tooltip = (visible(str(described)) if described
                                                  else None)
-        problem = ""
-        if state == "died":
-            problem = ("the worker ended without a word (killed, or the machine restarted); "
-                       "u resumes from the last checkpoint, s starts a new run")
-        elif state == "failed":
-            problem = (str(self.status.get("error") or "the run failed (see the log)")
-                       + SEPARATOR + "s starts a new run in a new folder")
+        problem = problem_line(state, self.status)
         widget = self.query_one("#run-problem", Static)
         widget.set_class(bool(problem), "shown")
         widget.update(Text(visible(problem, keep_newlines=False)))
@@ -282,31 +253,8 @@ class TrainingScreen(Screen):
         banner.set_class(m is not None, "shown")
         if m is None:
             return
-        best_step = m.get("best_step")
-        best_val = m.get("best_val_loss")
-        best = m.get("best_checkpoint")
-        metric = m.get("best_checkpoint_metric")
-        val = f" {float(best_val):.4f}" if isinstance(best_val, (int, float)) else ""
-        # One line: the step it began at, the best evaluation, the best checkpoint with
-        # its own loss when it is another step's; the longest that fits the width.
-        # The whole story is in the tooltip and the log.
-        if best and best == f"checkpoint-{best_step}":
-            bests = [f"best val{val} at {best}", f"best {best}"]
-        elif best:
-            own = f" ({float(metric):.4f})" if isinstance(metric, (int, float)) else ""
-            bests = [f"best val{val} at step {best_step}; best {best}{own}", f"best {best}"]
-        else:
-            bests = [f"best val{val} at step {best_step} (not saved)",
-                     f"best step {best_step} (not saved)"]
-        head = f"\u26a0 Overfitting since step {m.get('began_at_step')}"
-        tail = f"{SEPARATOR}x stops" if running else ""
-        choices = [head + SEPARATOR + b + tail for b in bests] + [
-            "\u26a0 Overfitting" + SEPARATOR + bests[-1] + tail, head + tail]
-        text = next((c for c in choices if cell_len(c) <= width), choices[-1])
+        text, long = overfit_banner(m, running, width)
         banner.update(Text(visible(text, keep_newlines=False)))
-        long = (f"Validation loss has not improved since step {best_step} (best{val}) while "
-                f"training loss kept falling; it began at step {m.get('began_at_step')}. "
-                f"Best checkpoint: {best or 'not saved yet'}.")
         banner.tooltip = visible(long) + (" Press x to stop." if running else "")
 
     def _refresh_checkpoints(self) -> None:
