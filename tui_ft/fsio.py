@@ -8,8 +8,10 @@ Stdlib only, imported by every layer (settings, data, model, train, grade, runs)
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
+import stat
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -81,8 +83,26 @@ def atomic_path(path: Path) -> Iterator[Path]:
 def write_atomic(path: Path, data: str | bytes, *, durable: bool = True) -> None:
     """Write a file so that a reader sees the old or the new content, never half.
     `durable` also flushes it to disk before the rename (survives a power cut);
-    files rewritten every few seconds (a status) can skip that cost."""
+    files rewritten every few seconds (a status) can skip that cost. Only a regular
+    file or a new path is replaced: a symlink's target gets the content (the link
+    stays), and a device or FIFO is streamed into."""
     path = Path(path)
+    try:
+        kind = os.stat(path).st_mode  # of what a link points at
+    except FileNotFoundError:
+        kind = None
+    if kind is not None and not stat.S_ISREG(kind):
+        if stat.S_ISDIR(kind):
+            raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
+        # A device, FIFO or socket (/dev/null, /dev/stdout, a named pipe) is written
+        # into as a stream; renaming a file over it would replace it (as root, even
+        # /dev/null) with a regular file.
+        with open(path, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        return
+    if path.is_symlink():
+        # The link stays a link: its target is what gets the new content.
+        path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
