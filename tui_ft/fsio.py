@@ -153,6 +153,25 @@ def append_line(path: Path, line: bytes, *, durable: bool = True) -> None:
         os.close(fd)
 
 
+def try_lock(path: Path) -> int | None:
+    """An exclusive flock on `path` (created if needed) taken without waiting: the open
+    descriptor that holds it, or None when another process holds it. The lock lives as
+    long as any copy of the descriptor (a child given it with pass_fds holds it after
+    its starter exits) and goes with the last one, whatever way the holder ends."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 class FileLock:
     """An exclusive flock on the file `path` (created if needed), held inside `with`.
     With `remove` the lock file is deleted on release (a download's lock beside its

@@ -18,11 +18,13 @@ from .progress import ProgressLine, TrainingProgress
 
 
 def cmd_train(args) -> int:
-    from ..runs.jobs import prepare_run, start_detached
+    from ..runs.jobs import lock_run, prepare_run, start_detached
     from ..runs.worker import run_in_process
 
     if args.resume:
         run = find_run(args.resume)
+        # Before any look at its state: of two resumes at once, one gets the run.
+        lock = lock_run(run)
         if run.state() in ("starting", "running"):
             raise RunError(f"{run.path} is still running; stop it first ('tui-ft stop')")
         # Refused before the run's state changes: a config the worker cannot read
@@ -48,10 +50,11 @@ def cmd_train(args) -> int:
         if args.output_dir:
             config = TrainConfig.from_dict({**config.to_dict(), "output_dir": args.output_dir})
         run, config = prepare_run(config)
+        lock = lock_run(run)
         resume = None
         notice = None
     if args.detach:
-        pid = start_detached(run, resume=resume)
+        pid = start_detached(run, resume=resume, lock=lock)
         if notice:
             print(notice, file=sys.stderr)
         print(str(run.path))

@@ -16,19 +16,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import TrainConfig
-from ..fsio import write_atomic
+from ..fsio import try_lock, write_atomic
 from ..grade.responses import partial_path, read_responses
 from ..paths import runs_dir
 from ..runfolder import Run, RunError, now_iso, pid_alive, process_start, worker_alive
 from .registry import register_run
 
 
-def detach(cmd: list[str], log_path: Path) -> subprocess.Popen:
+def detach(cmd: list[str], log_path: Path, *, pass_fds: tuple[int, ...] = ()
+           ) -> subprocess.Popen:
     """Start `cmd` as a new session with no terminal: stdin from /dev/null, stdout and
-    stderr appended to `log_path`, unbuffered, so it goes on when its starter exits."""
+    stderr appended to `log_path`, unbuffered, so it goes on when its starter exits.
+    `pass_fds`: descriptors the process keeps (a lock it inherits)."""
     with open(log_path, "ab") as log, open(os.devnull, "rb") as devnull:
         return subprocess.Popen(cmd, stdin=devnull, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, close_fds=True,
+                                start_new_session=True, close_fds=True, pass_fds=pass_fds,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
@@ -54,13 +56,33 @@ def prepare_run(config: TrainConfig) -> tuple[Run, TrainConfig]:
     return run, config
 
 
-def start_detached(run: Run, *, resume: Path | None = None) -> int:
+RUN_LOCK = ".run.lock"
+
+
+def lock_run(run: Run) -> int:
+    """Take the run's writer lock, held by whoever trains it for as long as it trains:
+    one worker per run folder. Returns the descriptor that holds it; raises RunError
+    when another process holds it. Taken before any look at the run's state, so two
+    starts at once cannot both see it stopped."""
+    fd = try_lock(run.path / RUN_LOCK)
+    if fd is None:
+        raise RunError(f"{run.path} is being trained by another process (its worker "
+                       f"holds {RUN_LOCK}); follow it with 'tui-ft attach {run.path}'")
+    return fd
+
+
+def start_detached(run: Run, *, resume: Path | None = None, lock: int | None = None) -> int:
     """Start the training worker for `run` (`python -m tui_ft.runs.worker`, which
-    trains in that process) and return its pid at once."""
-    cmd = [sys.executable, "-m", "tui_ft.runs.worker", str(run.path)]
+    trains in that process) and return its pid at once. The worker inherits the run
+    lock (`lock`, else taken here), so it holds it for its whole life."""
+    fd = lock if lock is not None else lock_run(run)
+    cmd = [sys.executable, "-m", "tui_ft.runs.worker", str(run.path), "--lock-fd", str(fd)]
     if resume is not None:
         cmd += ["--resume", str(resume)]
-    proc = detach(cmd, run.log_path)
+    try:
+        proc = detach(cmd, run.log_path, pass_fds=(fd,))
+    finally:
+        os.close(fd)  # the worker's copy holds the lock now
     run.write_status(pid=proc.pid, pid_start=process_start(proc.pid))
     return proc.pid
 

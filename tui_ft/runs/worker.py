@@ -75,11 +75,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tui_ft.runs.worker")
     parser.add_argument("run")
     parser.add_argument("--resume")
+    parser.add_argument("--lock-fd", type=int,
+                        help="the run lock, inherited from the starter (jobs.start_detached)")
     args = parser.parse_args(argv)
     # No terminal to hang up on (new session), but be explicit: a closing SSH
     # session must not end training.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     run = Run(args.run)
+    if args.lock_fd is None:
+        from .jobs import lock_run
+
+        try:
+            # Started by hand: take the run lock before touching anything.
+            args.lock_fd = lock_run(run)
+        except TuiFtError as exc:
+            print(f"[{now_iso()}] not started: {exc}", flush=True)
+            return 1
     print(f"[{now_iso()}] worker {os.getpid()} starting {run.path}", flush=True)
     try:
         state = run_in_process(run, resume=Path(args.resume) if args.resume else None)

@@ -5,6 +5,7 @@ the app or losing the SSH link leaves the run going."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from rich.text import Text
@@ -311,15 +312,20 @@ class TrainingScreen(Screen):
         self._log_line("stop requested: the worker saves a checkpoint, then ends")
 
     def action_resume_run(self) -> None:
-        from ...runs.jobs import start_detached
+        from ...runs.jobs import lock_run, start_detached
 
         if self.run is None or self.state() in ("running", "starting"):
             self.notify("pick a stopped or failed run to resume (r)", markup=False)
             return
         try:
             checkpoint = self.run.checkpoint("last")
-            self.run.write_status(state="starting", error=None)
-            start_detached(self.run, resume=checkpoint.path)
+            lock = lock_run(self.run)  # another session may be resuming it right now
+            try:
+                self.run.write_status(state="starting", error=None)
+            except BaseException:
+                os.close(lock)  # the app must not keep the run locked
+                raise
+            start_detached(self.run, resume=checkpoint.path, lock=lock)
         except (TuiFtError, OSError) as exc:
             self.notify(visible(str(exc)), title="cannot resume", severity="error",
                         markup=False)
