@@ -7,7 +7,7 @@ The step is the Trainer's (tui_ft/train/loop.py): the final hidden states under
 autocast, then the chunked loss `lm_loss_sum` (tui_ft/model/loss.py) over the
 labelled positions only (`positions=target_positions`, as collate makes them), no
 logits held by the loop, then clip_grad_norm_ and AdamW with fused=True (the CPU too,
-as loop.py's `_adamw` asks). The labels mask the first `--masked` fraction of every
+as tui_ft/train/optim.py's `adamw` asks). The labels mask the first `--masked` fraction of every
 row (-100, like a masked prompt), and the estimate is given the number of labelled
 tokens (`targets`); the row also reports the estimate with every token labelled, the
 default, an upper bound. `--loss plain` measures the earlier path instead
@@ -65,7 +65,7 @@ def _build(config, device):
     with torch.device(device):
         model = GPT(config)
     model.train()
-    # The Trainer's optimizer (loop.py `_adamw`): fused, where this torch has the kernel.
+    # The Trainer's optimizer (train/optim.py `adamw`): fused, where this torch has the kernel.
     try:
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     except (RuntimeError, ValueError, TypeError):

@@ -246,7 +246,7 @@ def _autocast(precision):
 
 
 def _model_and_optimizer(config):
-    """The model in training mode and the Trainer's optimizer (loop.py `_adamw`): AdamW
+    """The model in training mode and the Trainer's optimizer (train/optim.py `adamw`): AdamW
     with fused=True, on the CPU as on CUDA."""
     torch.manual_seed(0)
     model = GPT(config).train()

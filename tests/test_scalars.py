@@ -98,18 +98,18 @@ def test_cuda_graphs_are_not_used_with_gradient_accumulation(tmp_path, monkeypat
 def test_torch_compile_pads_batches_to_a_multiple_of_64(tmp_path, monkeypatch):
     """Compiled code specialises on shapes: with torch_compile and no explicit
     pad_to_multiple_of, every training batch is 64 tokens wide or a multiple."""
-    import tui_ft.train.loop as loop
+    import tui_ft.train.batching as batching
 
     _recording_compile(monkeypatch)
     widths = []
-    real_collate = loop.collate
+    real_collate = batching.collate
 
     def spy(examples, **kw):
         batch = real_collate(examples, **kw)
         widths.append(batch["input_ids"].shape[1])
         return batch
 
-    monkeypatch.setattr(loop, "collate", spy)
+    monkeypatch.setattr(batching, "collate", spy)
     config = TrainConfig.from_dict({
         "max_steps": 3, "logging_steps": 1, "eval_strategy": "no", "save_strategy": "no",
         "load_best_model_at_end": False,

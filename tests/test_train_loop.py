@@ -15,11 +15,12 @@ from tui_ft.config import TrainConfig
 from tui_ft.data.batches import batch_order, encode_records
 from tui_ft.data.dataset import load_records
 from tui_ft.data.styles import load_styles
+from tui_ft.errors import TrainingError
 from tui_ft.model.weights import load_model, save_checkpoint_weights
-from tui_ft.train.loop import TrainingError, lr_lambda
 from tui_ft.runfolder import Run
 from tui_ft.runs.jobs import prepare_run
 from tui_ft.runs.worker import run_in_process
+from tui_ft.train.optim import lr_lambda
 
 from helpers import code_word_records, one_token_words, word_task_config, write_jsonl
 

@@ -18,3 +18,7 @@ class StyleError(TuiFtError):
 
 class TokenizerError(TuiFtError):
     """The tokenizer's rank file is missing or corrupted."""
+
+
+class TrainingError(TuiFtError):
+    """Training cannot start or cannot go on (bad data, non-finite loss, out of memory)."""

@@ -173,7 +173,7 @@ def estimate_memory(config, *, precision: str, batch_size: int, seq_len: int,
     pass makes two fp32 B x T x V gradients; autocast's copy of the output head is
     kept; `targets` does not change it (every position is projected).
 
-    The optimizer is the Trainer's fused AdamW (tui_ft/train/loop.py `_adamw`, on CUDA
+    The optimizer is the Trainer's fused AdamW (tui_ft/train/optim.py `adamw`, on CUDA
     and on the CPU): it updates each parameter in one pass and makes no temporary, and
     clip_grad_norm_ only a few scalars, so the optimizer step holds the weights,
     gradients and state and nothing more. (The per-tensor AdamW that older torch falls

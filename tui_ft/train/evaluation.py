@@ -1,0 +1,80 @@
+"""Evaluation during training: the validation loss over the whole validation split,
+the best evaluation, the overfitting alert and early stopping."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+from ..config import TrainConfig
+from ..data.batches import Example
+from ..errors import TrainingError
+from ..runfolder import Run
+from .monitor import EarlyStopping, OverfitMonitor
+from .state import better
+
+
+class Evaluation:
+    """Evaluates a run's model on `val`. `loss_sum` is the summed loss of a batch and
+    `collate` makes one (the Trainer's); `emit` receives the evaluation's records."""
+
+    def __init__(self, config: TrainConfig, run: Run, val: list[Example], *,
+                 monitor: OverfitMonitor, stopper: EarlyStopping | None,
+                 loss_sum: Callable[[dict], torch.Tensor], collate: Callable[[list], dict],
+                 emit: Callable[[dict], None], device: torch.device) -> None:
+        self.config, self.run, self.val = config, run, val
+        self.monitor, self.stopper = monitor, stopper
+        self.loss_sum, self.collate, self.emit, self.device = loss_sum, collate, emit, device
+
+    @torch.no_grad()
+    def __call__(self, model, state: dict, step: int, epoch_f: float,
+                 window_train: float) -> bool:
+        """Evaluates at `step`, recording it in `state` and the run; returns True when
+        early stopping says stop."""
+        c, s = self.config, state
+        if not self.val:
+            return False
+        model.eval()
+        total = torch.zeros((), device=self.device)
+        targets = 0
+        # Sorted by length so each batch pads little; the order does not change the sum.
+        order = sorted(range(len(self.val)), key=lambda i: len(self.val[i].input_ids))
+        for start in range(0, len(order), c.per_device_eval_batch_size):
+            examples = [self.val[i] for i in order[start:start + c.per_device_eval_batch_size]]
+            total += self.loss_sum(self.collate(examples))
+            targets += sum(e.n_targets for e in examples)
+        model.train()
+        val_loss = (total / max(1, targets)).item()
+        if not math.isfinite(val_loss):
+            raise TrainingError(f"the validation loss is NaN or infinite at step {step}")
+        s["last_eval_step"] = step
+        s["last_metric"] = val_loss
+        self.emit({"step": step, "epoch": round(epoch_f, 4), "val_loss": val_loss,
+                   "train_loss_window": window_train})
+        if better(val_loss, s["best_eval_metric"], c.greater_is_better):
+            s["best_eval_metric"], s["best_eval_step"] = val_loss, step
+        self.run.write_status(best_eval_step=s["best_eval_step"],
+                              best_eval_metric=s["best_eval_metric"], durable=False)
+        event = self.monitor.update(step, val_loss, window_train)
+        if event is not None:
+            if event["event"] == "overfitting":
+                name, metric = self._overfit_checkpoint(state)
+                event["best_checkpoint"] = name
+                # Its own loss: it may not be the checkpoint of best_step.
+                event["best_checkpoint_metric"] = metric
+            event.setdefault("epoch", round(epoch_f, 4))
+            self.emit(event)
+            self.run.write_status(overfitting=event if event["event"] == "overfitting"
+                                  else None)
+        return self.stopper is not None and self.stopper.update(val_loss)
+
+    def _overfit_checkpoint(self, state: dict) -> tuple[str | None, float | None]:
+        """The checkpoint to go back to when overfitting: the one saved at the alert's
+        best evaluation if there is one, else the best checkpoint; with its own loss."""
+        monitor = self.monitor
+        for c in self.run.checkpoints():
+            if c.step == monitor.best_step:
+                return c.name, monitor.best_val
+        return state["best_checkpoint"], state["best_metric"]
