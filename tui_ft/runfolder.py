@@ -107,7 +107,7 @@ def worker_alive(status: dict) -> bool:
 def pid_alive(pid: int | None) -> bool:
     # 0, -1 and other negatives name process groups or every process, and 1 is init:
     # never a worker, and os.kill(-1, ...) would reach everything the user owns.
-    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 1:
+    if not isinstance(pid, int) or isinstance(pid, bool) or not 1 < pid < 2 ** 31:
         return False
     try:
         os.kill(pid, 0)

@@ -120,7 +120,7 @@ class TrainingProgress:
         event = m.get("event")
         self.state.feed(m)
         step = self.state.step
-        if "val_loss" in m:
+        if m.get("val_loss") is not None:
             self.line.message(f"step {step}: validation loss {self.state.val_loss:.4f}")
         if event == "overfitting":
             metric = m.get("best_checkpoint_metric")

@@ -120,7 +120,7 @@ def run_summary(run: Run) -> dict:
     the best checkpoint's own."""
     status = run.read_status()
     metrics = run.read_metrics()
-    evals = [m for m in metrics if "val_loss" in m and "event" not in m]
+    evals = [m for m in metrics if m.get("val_loss") is not None and "event" not in m]
     best_eval = min(evals, key=lambda m: m["val_loss"]) if evals else None
     try:
         best = run.best_checkpoint()

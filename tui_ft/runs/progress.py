@@ -74,9 +74,10 @@ class ProgressState:
             self.last_time = (float(m["time"]), step)
         self.step = max(self.step, step) if event != "resumed" else step
         self.epoch = float(m.get("epoch", self.epoch) or 0.0)
-        if "train_loss" in m:
+        # A null loss (a hand-made or foreign line) is no loss: the last one stays.
+        if m.get("train_loss") is not None:
             self.train_loss = m["train_loss"]
-        if "val_loss" in m:
+        if m.get("val_loss") is not None:
             self.val_loss = m["val_loss"]
         if "tokens_per_s" in m:
             self.speed = m["tokens_per_s"]

@@ -10,6 +10,7 @@ from textual import events
 from textual.app import App
 from textual.binding import Binding
 
+from ..errors import TuiFtError
 from ..config import ConfigError, TrainConfig, check, read_yaml
 from ..settings import load_settings, save_setting
 from ..runfolder import Run
@@ -56,6 +57,8 @@ def _config_of_run(run: Run) -> tuple[TrainConfig, str | None]:
         config = TrainConfig.from_dict(data) if not check(data)[1] else TrainConfig()
         return config, (f"{exc}\nfor the next run, {', '.join(dict.fromkeys(reset))} "
                         "set to the default")
+    except TuiFtError as exc:  # no config.yaml, or not YAML: a damaged run still opens
+        return TrainConfig(), f"{exc}\nfor the next run, the default parameters"
 
 
 class TuiFtApp(App):

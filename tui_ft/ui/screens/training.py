@@ -176,9 +176,9 @@ class TrainingScreen(Screen):
         step = int(m.get("step", self.progress.step) or 0)
         self.progress.feed(m)
         chart = self.query_one(LossChart)
-        if "train_loss" in m:
+        if m.get("train_loss") is not None:
             chart.add_train(step, float(m["train_loss"]))
-        if "val_loss" in m:
+        if m.get("val_loss") is not None:
             chart.add_val(step, float(m["val_loss"]))
         if m.get("event"):
             self._log_line(f"step {step}: {describe_event(m)}")
