@@ -91,6 +91,34 @@ def test_rotate_keeps_the_best_and_the_newest(tmp_path):
     assert rotate(run, None, keep=set()) == ([], [])
 
 
+def test_a_worker_killed_while_rotating_leaves_no_half_deleted_checkpoint(tmp_path,
+                                                                         monkeypatch):
+    """The kill is simulated where it hurts: after the first file of the folder went.
+    The checkpoint is out of the listing before anything is deleted, and the leftover
+    is a temporary folder that the next start removes."""
+    import shutil
+
+    from tui_ft.train import checkpoints
+
+    run = Run(tmp_path)
+    fake_checkpoints(run, [2, 4, 6])
+    real_rmtree = shutil.rmtree
+
+    def killed_midway(path, *args, **kwargs):
+        next(p for p in sorted(path.iterdir())).unlink()  # one file gone, then the kill
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoints.shutil, "rmtree", killed_midway)
+    with pytest.raises(KeyboardInterrupt):
+        rotate(run, 2, keep=set())
+    monkeypatch.setattr(checkpoints.shutil, "rmtree", real_rmtree)
+    assert [c.name for c in run.checkpoints()] == ["checkpoint-4", "checkpoint-6"]
+    leftovers = remove_partial(run)
+    assert len(leftovers) == 1 and "checkpoint-2" in leftovers[0]
+    assert sorted(p.name for p in run.checkpoints_dir.iterdir()) == ["checkpoint-4",
+                                                                     "checkpoint-6"]
+
+
 # -- the best checkpoint survives rotation ---------------------------------------------------
 
 

@@ -116,7 +116,12 @@ def rotate(run: Run, limit: int | None, keep: set[str],
     spared = [c.name for c in candidates[:excess] if c.name in pinned]
     removed = []
     for c in [c for c in candidates if c.name not in pinned][:excess]:
-        shutil.rmtree(c.path, ignore_errors=True)
+        # Out of the listing first, in one rename, then deleted: a worker killed while
+        # deleting leaves a temporary folder (removed at the next start), never a
+        # half-deleted checkpoint under its own name that a resume would pick.
+        trash = run.checkpoints_dir / f"{TMP_PREFIX}trash-{c.name}-{os.getpid()}"
+        c.path.rename(trash)
+        shutil.rmtree(trash, ignore_errors=True)
         removed.append(c.name)
     return Rotation(removed, spared)
 
