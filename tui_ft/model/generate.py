@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..data.tokenizer import EOT_ID, decode
 from ..errors import TuiFtError
+from .decode_step import StaticStep, logits_last
+from .sampling import next_tokens, row_seed
 
 FINISH_REASONS = ("eos", "stop_string", "length")
 # Finished rows leave the batch (True) or stay in it, ignored (False). Dropping measured
@@ -86,13 +87,6 @@ class GenerationResult:
         return {"prompt_ids": self.prompt_ids, "output_ids": self.output_ids,
                 "text": self.text, "finish_reason": self.finish_reason,
                 "prompt_truncated": self.prompt_truncated, "note": self.note}
-
-
-def row_seed(seed: int, index: int) -> int:
-    """The seed of prompt `index`'s own random stream. Hashing (seed, index) keeps
-    streams of nearby seeds and indices unrelated."""
-    digest = hashlib.blake2b(f"{seed}:{index}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
 
 
 def _text_of(ids: list[int], stop_token_id: int | None, stop_strings) -> tuple[str, bool]:
@@ -219,13 +213,6 @@ def _model_device_dtype(model):
     return weight.device, weight.dtype
 
 
-def _logits_last(model, ids, position_ids, attn_mask, cache):
-    # Only the last position's logits are needed: projecting every prompt position
-    # onto the vocabulary would cost B x T x 50257 floats for nothing.
-    hidden = model.hidden_states(ids, position_ids, attn_mask, cache)
-    return model.lm_head(hidden[:, -1]).float()
-
-
 def _generate_batch(model, rows: list[list[int]], indices: list[int],
                     config: GenerationConfig, seed: int,
                     mode: str = "dynamic") -> list[tuple[list[int], str]]:
@@ -268,9 +255,9 @@ def _generate_batch(model, rows: list[list[int]], indices: list[int],
         mask = None
 
     cache = KVCache(model.config, B, max_len, device, dtype)
-    logits = _logits_last(model, ids.to(device), position_ids.to(device), mask, cache)
+    logits = logits_last(model, ids.to(device), position_ids.to(device), mask, cache)
     drop_finished = _DROP_FINISHED and mode == "dynamic"
-    decoder = (_StaticStep(model, cache, key_real.to(device), P, graph=mode == "graph")
+    decoder = (StaticStep(model, cache, key_real.to(device), P, graph=mode == "graph")
                if mode != "dynamic" else None)
 
     gens = None
@@ -289,7 +276,7 @@ def _generate_batch(model, rows: list[list[int]], indices: list[int],
     key_real = key_real.to(device)
     pad = pad.to(device)
     for step in range(steps):
-        tokens = _next_tokens(logits, config, [gens[r] for r in active] if gens else None)
+        tokens = next_tokens(logits, config, [gens[r] for r in active] if gens else None)
         token_list = tokens.tolist()
         keep = []
         for slot, (row, tok) in enumerate(zip(active, token_list)):
@@ -319,105 +306,10 @@ def _generate_batch(model, rows: list[list[int]], indices: list[int],
             logits = decoder(tokens, filled - pad, filled)
         else:
             step_mask = key_real[:, None, None, :filled + 1] if padded else None
-            logits = _logits_last(model, tokens.unsqueeze(1), (filled - pad).unsqueeze(1),
+            logits = logits_last(model, tokens.unsqueeze(1), (filled - pad).unsqueeze(1),
                                   step_mask, cache)
         filled += 1
     return [(outputs[r], reasons[r] or "length") for r in range(B)]
-
-
-class _StaticStep:
-    """One decoding step with fixed shapes: the inputs live in buffers of fixed
-    address, the token is written into the cache at a position held in a tensor
-    (`KVCache.write_at`), and attention covers the whole cache under a mask that
-    grows one position a step. With `graph`, the step is captured as a CUDA graph at
-    its first call (after two warm-up runs on a side stream, as torch's docs
-    prescribe) and replayed after that; the logits it returns live in the graph's
-    output buffer, overwritten by the next step."""
-
-    def __init__(self, model, cache, key_real, prompt_len: int, *, graph: bool) -> None:
-        import torch
-
-        B, L = key_real.shape
-        device = key_real.device
-        self.model, self.cache, self.use_graph = model, cache, graph
-        self.tokens = torch.zeros(B, 1, dtype=torch.long, device=device)
-        self.positions = torch.zeros(B, 1, dtype=torch.long, device=device)
-        # Real prompt keys; the positions of new tokens open as they are written.
-        self.mask = key_real.clone()
-        self.mask[:, prompt_len:] = False
-        self.mask = self.mask[:, None, None, :]
-        cache.write_at = torch.zeros(1, dtype=torch.long, device=device)
-        self.graph = None
-        self.out = None
-
-    def _run(self):
-        return _logits_last(self.model, self.tokens, self.positions, self.mask, self.cache)
-
-    def __call__(self, tokens, positions, filled: int):
-        import torch
-
-        self.tokens.copy_(tokens.view(-1, 1))
-        self.positions.copy_(positions.view(-1, 1))
-        self.mask[..., filled] = True
-        self.cache.write_at.fill_(filled)
-        if not self.use_graph:
-            return self._run()
-        if self.graph is None:
-            # Warm-up runs write the same keys and values at the same position as the
-            # replay will, so they change nothing.
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                for _ in range(2):
-                    self._run()
-            torch.cuda.current_stream().wait_stream(side)
-            self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
-                self.out = self._run()
-        self.graph.replay()
-        return self.out
-
-
-def _next_tokens(logits, config: GenerationConfig, gens):
-    """The next token of each row from float32 logits (rows, vocab)."""
-    import torch
-
-    if config.greedy:
-        return logits.argmax(dim=-1)
-    scores = logits / config.temperature
-    vocab = scores.size(-1)
-    # Work on a candidate set where one exists: the top k, or the head of the sorted
-    # distribution that top-p needs. Sorting the whole vocabulary costs ~10 ms a row.
-    candidates = None
-    if config.top_k is not None and config.top_k < vocab:
-        scores, candidates = scores.topk(config.top_k, dim=-1)  # sorted, descending
-    probs = torch.softmax(scores, dim=-1)
-    if config.top_p is not None and config.top_p < 1:
-        if candidates is None:
-            # The smallest head of the sorted distribution that holds top_p of the mass
-            # in every row, found by growing k (exact: a prefix of the full sort).
-            k = min(vocab, 64)
-            while True:
-                head, index = probs.topk(k, dim=-1)
-                if k == vocab or bool((head.sum(dim=-1) >= config.top_p).all()):
-                    break
-                k = min(vocab, k * 8)
-            probs, candidates = head, index
-        mass_before = probs.double().cumsum(dim=-1) - probs.double()
-        # Keep the most likely tokens until their mass reaches top_p; always the first.
-        drop = mass_before >= config.top_p
-        drop[:, 0] = False
-        probs = probs.masked_fill(drop, 0.0)
-    # Inverse-CDF draw with one uniform per row from the row's own generator, so a
-    # row's tokens never depend on the other rows of its batch. float64 sums keep the
-    # tail of a 50k-token distribution drawable.
-    cdf = probs.double().cumsum(dim=-1)
-    u = torch.stack([torch.rand((), generator=g, dtype=torch.float64) for g in gens])
-    target = (u.to(cdf.device) * cdf[:, -1]).unsqueeze(1)
-    choice = torch.searchsorted(cdf, target, right=True).clamp_(max=cdf.size(-1) - 1)
-    if candidates is not None:
-        return candidates.gather(1, choice).squeeze(1)
-    return choice.squeeze(1)
 
 
 def generate_uncached(model, prompts: list[list[int]], max_new_tokens: int, *,
