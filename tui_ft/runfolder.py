@@ -252,6 +252,10 @@ class Run:
         """Update some fields of status.json. Read, change and replace happen under a
         lock, so a trainer and a responses job writing at once lose nothing."""
         self.path.mkdir(parents=True, exist_ok=True)
+        if "pid" in fields and "pid_start" not in fields:
+            # pid_start always names the start of the pid beside it (worker_alive).
+            pid = fields["pid"]
+            fields["pid_start"] = process_start(pid) if pid_alive(pid) else None
         with FileLock(self.path / ".status.lock"):
             status = self.read_status()
             status.update(fields)

@@ -5,13 +5,14 @@ first ones) and the file takes its final name only when complete."""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
 
 from ..config import ConfigError, TrainConfig, check, read_yaml
 from ..errors import TuiFtError
-from ..fsio import replace as replace_durably, sync
+from ..fsio import replace as replace_durably, sync, try_lock
 from ..runfolder import Run, now_iso
 from ..tail import JsonlTail
 
@@ -50,7 +51,40 @@ def read_responses(path: Path) -> list[dict]:
     return [value for value in JsonlTail(path).read() if "id" in value]
 
 
-def generate_responses(run: Run, *, checkpoint: str = "best", split: str = "test",
+GENERATION_LOCK = ".responses.lock"
+
+
+def generation_holder(run: Run) -> int | None:
+    """The pid of the `tui-ft responses` now writing this run's answers, else None."""
+    fd = try_lock(run.path / GENERATION_LOCK)
+    if fd is not None:
+        os.close(fd)
+        return None
+    try:
+        return int((run.path / GENERATION_LOCK).read_text().strip() or 0) or -1
+    except (OSError, ValueError):
+        return -1  # held, by a process that has not written its pid yet
+
+
+def generate_responses(run: Run, **kwargs) -> dict:
+    """One generation per run at a time: two writing one responses file interleaved it
+    (and one removed the other's partial file). The lock is held for the whole job;
+    a second one is refused with the holder's pid. See _generate for the rest."""
+    fd = try_lock(run.path / GENERATION_LOCK)
+    if fd is None:
+        holder = generation_holder(run)
+        who = f" (pid {holder})" if holder and holder > 0 else ""
+        raise TuiFtError(f"{run.path}: another 'tui-ft responses'{who} is writing this "
+                         "run's answers; wait for it to end, or stop it, and try again")
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return _generate(run, **kwargs)
+    finally:
+        os.close(fd)
+
+
+def _generate(run: Run, *, checkpoint: str = "best", split: str = "test",
                        device: str = "auto", batch_size: int = 16,
                        max_new_tokens: int | None = None, temperature: float | None = None,
                        top_k: int | None = None, top_p: float | None = None,

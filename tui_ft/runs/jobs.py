@@ -19,7 +19,7 @@ from ..config import TrainConfig
 from ..fsio import try_lock, write_atomic
 from ..grade.responses import partial_path, read_responses
 from ..paths import runs_dir
-from ..runfolder import Run, RunError, now_iso, pid_alive, process_start, worker_alive
+from ..runfolder import Run, RunError, now_iso, pid_alive, worker_alive
 from .registry import register_run
 
 
@@ -83,7 +83,7 @@ def start_detached(run: Run, *, resume: Path | None = None, lock: int | None = N
         proc = detach(cmd, run.log_path, pass_fds=(fd,))
     finally:
         os.close(fd)  # the worker's copy holds the lock now
-    run.write_status(pid=proc.pid, pid_start=process_start(proc.pid))
+    run.write_status(pid=proc.pid)
     return proc.pid
 
 

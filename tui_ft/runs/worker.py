@@ -17,7 +17,7 @@ from typing import Callable
 from ..config import TrainConfig
 from ..errors import TuiFtError
 from ..grade.store import GradeStore
-from ..runfolder import Run, now_iso, process_start
+from ..runfolder import Run, now_iso
 from .run_source import run_checkpoint
 
 
@@ -33,8 +33,7 @@ def run_in_process(run: Run, *, resume: Path | None = None,
         run.write_status(state="failed", error=str(exc), finished_at=now_iso())
         raise
     run.stop_path.unlink(missing_ok=True)
-    run.write_status(state="running", pid=os.getpid(), pid_start=process_start(os.getpid()),
-                     error=None)
+    run.write_status(state="running", pid=os.getpid(), error=None)
     try:
         from ..train.loop import Trainer  # torch is imported here, not before
 

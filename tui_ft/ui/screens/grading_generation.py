@@ -11,7 +11,7 @@ from textual.message import Message
 
 from ...config import ConfigError, check, read_yaml
 from ...errors import TuiFtError
-from ...grade.responses import partial_path
+from ...grade.responses import generation_holder, partial_path
 from ...paths import runs_dir
 from ...runfolder import Run
 from ...runs.jobs import GenerationJob, count_test_records
@@ -113,6 +113,13 @@ class ResponseGeneration:
         if request is None or self.run is None:
             return
         checkpoint = request.checkpoint
+        holder = generation_holder(self.run)
+        if holder is not None:
+            # Another session's job: its partial file is its work in progress.
+            self._say(f"another session is generating this run's answers"
+                      + (f" (pid {holder})" if holder > 0 else "")
+                      + "; its answers appear here as they come", error=True)
+            return
         partial_path(self.run).unlink(missing_ok=True)  # an interrupted run's leftovers
         try:
             self.job = GenerationJob.start(self.run, checkpoint,
