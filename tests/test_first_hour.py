@@ -89,8 +89,14 @@ def newcomer_venv(tmp_path_factory) -> Path:
     env_dir = base / "venv"
     # This test's pip can install into the venv (pip >= 22.3: --python), which saves
     # installing a pip there; an older one needs the venv's own.
-    pip = pytest.importorskip("pip")
-    own_pip = tuple(int(p) for p in pip.__version__.split(".")[:2]) < (22, 3)
+    # The version from metadata, never `import pip`: importing pip into the test
+    # process switches setuptools' distutils shim off for the rest of the session,
+    # and torch.compile's builds in later tests then fail on the stdlib distutils.
+    try:
+        pip_version = metadata.version("pip")
+    except metadata.PackageNotFoundError:
+        pytest.skip("pip is not installed")
+    own_pip = tuple(int(p) for p in pip_version.split(".")[:2]) < (22, 3)
     try:
         venv.EnvBuilder(with_pip=own_pip, symlinks=True).create(env_dir)
     except Exception as exc:  # noqa: BLE001 -- any reason means no venv on this machine

@@ -14,7 +14,7 @@ def test_a_field_of_the_wrong_type_reads_as_absent(tmp_path):
     run = Run.create(tmp_path, "edited")
     run.status_path.write_text(json.dumps({
         "state": "running", "pid": "12345", "step": "7", "total_steps": 10,
-        "epoch": True, "best_checkpoint": 3, "best_checkpoint_metric": "0.5",
+        "epoch": True, "best_checkpoint": ["a"], "best_checkpoint_metric": "0.5",
         "error": None, "something_else": [1, 2]}))
     status = run.read_status()
     assert status == {"state": "running", "total_steps": 10, "error": None,

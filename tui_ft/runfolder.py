@@ -43,7 +43,7 @@ IMPORTED = "imported"
 STATUS_FIELDS = {
     "state": "str", "pid": "int", "pid_start": "int", "step": "int", "total_steps": "int", "epoch": "number",
     "error": "str", "stopped_by": "str", "created_at": "str", "updated_at": "str",
-    "finished_at": "str", "last_checkpoint": "str", "best_checkpoint": "str",
+    "finished_at": "str", "last_checkpoint": "name", "best_checkpoint": "name",
     "best_checkpoint_step": "int", "best_checkpoint_metric": "number",
     "best_metric": "number", "best_eval_step": "int", "best_eval_metric": "number",
     "responses": "dict", "overfitting": "dict",
@@ -67,8 +67,9 @@ def metric_ok(record: dict) -> bool:
 def _has_type(value, kind: str) -> bool:
     if isinstance(value, bool):
         return False
+    # "name": a checkpoint named as text or by its step (checkpoint_name reads both).
     return isinstance(value, {"str": str, "int": int, "number": (int, float),
-                              "dict": dict}[kind])
+                              "dict": dict, "name": (str, int)}[kind])
 
 
 class RunError(TuiFtError):
