@@ -246,3 +246,37 @@ def test_unwritable_journal_raises_grade_error(run, monkeypatch):
         store.mark("r0", "checkpoint-10", "correct")
     monkeypatch.undo()
     assert store.get("r0", "checkpoint-10").grade is None
+
+
+def test_a_mark_belongs_to_the_answer_it_judged(run):
+    """Answers generated again (other settings, same checkpoint) are new answers: the
+    marks of the old ones stay in the journal but count for nothing and show as stale
+    (issue 13: they were silently carried over to answers nobody read)."""
+    from tui_ft.grade.responses import answer_key
+
+    first = [{**r, "generation": {"temperature": 0.0}} for r in make_responses(3)]
+    store = GradeStore(run)
+    for r, value in zip(first, ("correct", "wrong", None)):
+        if value:
+            store.mark(r["id"], r["checkpoint"], value, answer=answer_key(r))
+    store.set_note("r2", "checkpoint-10", "looked at", answer=answer_key(first[2]))
+    assert [store.of(r).grade for r in first] == ["correct", "wrong", None]
+
+    again = [{**r, "response": r["response"] + "!", "generation": {"temperature": 0.7}}
+             for r in first[:2]] + [first[2]]
+    assert [answer_key(a) != answer_key(b) for a, b in zip(first, again)] == [True, True,
+                                                                               False]
+    fresh = GradeStore(run)  # read back from the journal, as another session would
+    assert [fresh.of(r).grade for r in again] == [None, None, None]
+    assert [fresh.of(r).stale for r in again] == ["correct", "wrong", None]
+    assert fresh.of(again[2]).note == "looked at"  # the unchanged answer keeps its note
+    assert fresh.counts(again)["ungraded"] == 3
+    out = run.path / "again.jsonl"
+    fresh.export(again, out)
+    assert [json.loads(line)["grade"] for line in out.read_text().splitlines()] == [
+        "ungraded"] * 3
+    assert len(journal_lines(run)) == 3  # nothing was removed from the journal
+    # Marks from before answer keys (no "answer" in the line) still apply.
+    run.grades_path.write_text(json.dumps({"id": "r0", "checkpoint": "checkpoint-10",
+                                           "grade": "correct", "at": "x"}) + "\n")
+    assert GradeStore(run).of(again[0]).grade == "correct"

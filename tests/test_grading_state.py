@@ -151,3 +151,18 @@ def test_the_session_imports_no_textual():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60)
     assert out.stdout.split() == ["False", "False"], out.stderr
+
+
+def test_a_regenerated_answer_is_ungraded_and_says_what_the_old_one_got(run):
+    from rich.style import Style
+
+    from tui_ft.ui.screens.grading_lines import grade_line
+
+    s = session_of(run, 2)
+    s.mark("correct")  # r0, then auto-advance
+    again = [{**r, "response": r["response"] + " (again)"} for r in responses(2)]
+    s2 = GradingSession(GradeStore(run))
+    s2.take_responses(again)
+    assert s2.mark_of(0) is None and s2.grade_of(again[0]).stale == "correct"
+    line = grade_line(s2, lambda name: Style()).plain
+    assert "ungraded" in line and "an earlier answer was marked correct" in line

@@ -32,6 +32,18 @@ def exact_match(response: str, expected: str) -> bool:
     return normalise(response) == normalise(expected)
 
 
+def answer_key(record: dict) -> str:
+    """Which answer a mark judged: the response text and what made it (checkpoint,
+    generation settings). Answers generated again (other settings, same checkpoint)
+    get new keys, so a mark of the old answer is shown as stale instead of being
+    carried over to an answer nobody read."""
+    import hashlib
+
+    basis = json.dumps([record.get("response"), record.get("checkpoint"),
+                        record.get("generation")], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(basis.encode("utf-8")).hexdigest()[:16]
+
+
 def automatic_match(record: dict) -> bool | None:
     """The exact-match check of a response line (as generation recorded it, else worked
     out from the texts); None when the line has no texts to compare. A suggestion

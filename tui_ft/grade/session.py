@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .responses import answer_key
+
 if TYPE_CHECKING:
     from .store import Grade, GradeStore
 
@@ -43,7 +45,7 @@ class GradingSession:
     def grade_of(self, record: dict) -> "Grade | None":
         if self.store is None:
             return None
-        return self.store.get(str(record.get("id")), record.get("checkpoint"))
+        return self.store.of(record)
 
     def mark_of(self, i: int) -> str | None:
         grade = self.grade_of(self.responses[i])
@@ -151,7 +153,8 @@ class GradingSession:
         if record is None or self.store is None:
             return True
         self.store.refresh()
-        self.store.mark(str(record.get("id")), record.get("checkpoint"), value)
+        self.store.mark(str(record.get("id")), record.get("checkpoint"), value,
+                        answer=answer_key(record))
         if value is not None and self.auto_advance:
             return self.advance_after_mark()
         return True

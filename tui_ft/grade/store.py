@@ -16,7 +16,7 @@ from ..errors import TuiFtError
 from ..fsio import ShortWrite, append_line, write_atomic
 from ..runfolder import Run, now_iso
 from ..tail import JsonlTail
-from .responses import automatic_match
+from .responses import answer_key, automatic_match
 
 GRADES = ("correct", "wrong")
 
@@ -30,6 +30,10 @@ class Grade:
     grade: str | None = None  # "correct", "wrong" or None (ungraded)
     note: str = ""
     graded_at: str | None = None
+    answer: str | None = None  # the answer_key of the answer judged (None: not recorded)
+    # A mark (or note) of an earlier answer to this record, kept in the journal but
+    # not applied to the answer shown now: what it was, e.g. "correct".
+    stale: str | None = None
 
 
 def _key(response_id: str, checkpoint: str | None) -> tuple[str, str]:
@@ -79,9 +83,20 @@ class GradeStore:
             grade.graded_at = entry.get("at") if value is not None else None
         if "note" in entry:
             grade.note = str(entry["note"])
+        if "grade" in entry or "note" in entry:
+            grade.answer = entry.get("answer")
 
-    def get(self, response_id: str, checkpoint: str | None) -> Grade:
-        return self._grades.get(_key(response_id, checkpoint), Grade())
+    def get(self, response_id: str, checkpoint: str | None,
+            answer: str | None = None) -> Grade:
+        """The grade of a response. With `answer` (its answer_key), a mark given to
+        another answer of the same id and checkpoint does not count: the result is
+        ungraded, with `stale` saying what the earlier answer got. Journal lines from
+        before answer keys match any answer."""
+        grade = self._grades.get(_key(response_id, checkpoint), Grade())
+        if answer is not None and grade.answer is not None and grade.answer != answer and (
+                grade.grade is not None or grade.note):
+            return Grade(stale=grade.grade or "a note")
+        return grade
 
     def graded_checkpoints(self) -> dict[str, int]:
         """Checkpoint name -> how many of its responses hold a grade or a note (the
@@ -105,25 +120,34 @@ class GradeStore:
         # Our own line (and anything another session wrote before it) is read back.
         self.refresh()
 
-    def mark(self, response_id: str, checkpoint: str | None, grade: str | None) -> Grade:
-        """Record `grade` (correct, wrong, or None to clear) on disk, then return it."""
+    def mark(self, response_id: str, checkpoint: str | None, grade: str | None,
+             answer: str | None = None) -> Grade:
+        """Record `grade` (correct, wrong, or None to clear) on disk, then return it.
+        `answer`: the answer_key of the answer judged."""
         if grade is not None and grade not in GRADES:
             raise GradeError(f"unknown grade {grade!r} (expected correct or wrong)")
         self._append({"id": response_id, "checkpoint": checkpoint, "grade": grade,
+                      **({"answer": answer} if answer else {}),
                       "at": now_iso(), "session": self.session})
-        return self.get(response_id, checkpoint)
+        return self.get(response_id, checkpoint, answer)
 
-    def set_note(self, response_id: str, checkpoint: str | None, note: str) -> Grade:
+    def set_note(self, response_id: str, checkpoint: str | None, note: str,
+                 answer: str | None = None) -> Grade:
         self._append({"id": response_id, "checkpoint": checkpoint, "note": note,
+                      **({"answer": answer} if answer else {}),
                       "at": now_iso(), "session": self.session})
-        return self.get(response_id, checkpoint)
+        return self.get(response_id, checkpoint, answer)
+
+    def of(self, record: dict) -> Grade:
+        """The grade of a response line, judged against its own answer."""
+        return self.get(str(record.get("id")), record.get("checkpoint"), answer_key(record))
 
     # -- summaries and export -----------------------------------------------------------
 
     def counts(self, responses: list[dict]) -> dict:
         correct = wrong = 0
         for r in responses:
-            g = self.get(str(r["id"]), r.get("checkpoint")).grade
+            g = self.of(r).grade
             correct += g == "correct"
             wrong += g == "wrong"
         graded = correct + wrong
@@ -134,7 +158,7 @@ class GradeStore:
     def export_rows(self, responses: list[dict]) -> list[dict]:
         rows = []
         for r in responses:
-            g = self.get(str(r["id"]), r.get("checkpoint"))
+            g = self.of(r)
             rows.append({"id": r["id"], "instruction": r.get("instruction", ""),
                          "input": r.get("input", ""), "expected": r.get("expected", ""),
                          "response": r.get("response", ""), "grade": g.grade or "ungraded",

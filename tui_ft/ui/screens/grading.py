@@ -20,6 +20,7 @@ from textual.widgets import Input, Static
 
 from ...errors import TuiFtError
 from ...grade.session import GradingSession, response_key
+from ...grade.responses import answer_key
 from ...grade.store import GradeError, GradeStore
 from ...paths import runs_dir
 from ...runfolder import Run
@@ -330,7 +331,8 @@ class GradingScreen(ResponseGeneration, Screen):
             return
         try:
             self.store.refresh()
-            self.store.set_note(str(record.get("id")), record.get("checkpoint"), value.strip())
+            self.store.set_note(str(record.get("id")), record.get("checkpoint"), value.strip(),
+                                answer=answer_key(record))
         except GradeError as exc:
             self._say(str(exc), error=True)
             return

@@ -116,7 +116,7 @@ class ResponseGeneration:
         holder = generation_holder(self.run)
         if holder is not None:
             # Another session's job: its partial file is its work in progress.
-            self._say(f"another session is generating this run's answers"
+            self._say("another session is generating this run's answers"
                       + (f" (pid {holder})" if holder > 0 else "")
                       + "; its answers appear here as they come", error=True)
             return

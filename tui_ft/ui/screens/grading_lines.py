@@ -59,6 +59,9 @@ def grade_line(session: GradingSession, style_of: Callable[[str], Style]) -> Tex
         text.append(MARKS[mark], style_of(mark))
     else:
         text.append("ungraded", style_of("ungraded"))
+    if grade is not None and grade.stale:
+        # The journal keeps the earlier mark; this answer was never judged.
+        text.append(f" (an earlier answer was marked {grade.stale})", style="italic")
     if grade is not None and grade.note:
         text.append(" \u00b7 note: ")
         text.append(shown(grade.note).replace("\n", " \u21b5 "), style="italic")
