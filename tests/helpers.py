@@ -11,6 +11,7 @@ import subprocess
 import time
 
 from tui_ft.data.tokenizer import encode
+from tui_ft.runfolder import write_checkpoint_marker
 
 
 def one_token_words() -> list[str]:
@@ -158,3 +159,14 @@ async def pilot_wait_for(pilot, condition, timeout: float = 60.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await pilot.pause(0.05)
+
+
+def fake_checkpoint(run, step: int, *, trainer_state: dict | None = None):
+    """A checkpoint folder that lists as complete (its marker written by the real
+    writer) but holds no weights: for tests of listings and screens."""
+    folder = run.checkpoints_dir / f"checkpoint-{step}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "trainer_state.json").write_text(
+        json.dumps(trainer_state or {"global_step": step}))
+    write_checkpoint_marker(folder, step)
+    return folder

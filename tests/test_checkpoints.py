@@ -14,11 +14,12 @@ from tui_ft.config import TrainConfig
 from tui_ft.model.weights import load_model
 from tui_ft.runs.run_source import run_checkpoint
 from tui_ft.train.checkpoints import read_trainer_state, remove_partial, rotate
-from tui_ft.runfolder import Run, RunError
+from tui_ft.runfolder import CHECKPOINT_MARKER, Run, RunError
 from tui_ft.runs.jobs import prepare_run
 from tui_ft.runs.worker import run_in_process
 
-from helpers import code_word_records, one_token_words, word_task_config, write_jsonl
+from helpers import (code_word_records, fake_checkpoint, one_token_words, word_task_config,
+                     write_jsonl)
 
 # -- helpers ---------------------------------------------------------------------------------
 
@@ -35,9 +36,7 @@ def per_step(run: Run, key: str) -> dict[int, float]:
 
 def fake_checkpoints(run: Run, steps) -> None:
     for step in steps:
-        folder = run.checkpoints_dir / f"checkpoint-{step}"
-        folder.mkdir(parents=True)
-        (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+        fake_checkpoint(run, step)
 
 
 # -- atomic checkpoints ----------------------------------------------------------------------
@@ -76,6 +75,41 @@ def test_remove_partial_and_listing_ignore_what_is_not_a_checkpoint(tmp_path):
         run.checkpoint("5")
     with pytest.raises(RunError, match="not a resumable checkpoint"):
         read_trainer_state(tmp_path)
+
+
+def test_a_checkpoint_is_listed_only_when_its_marker_matches_what_is_there(tmp_path):
+    """The completion marker is written last: a folder that lost a file (a delete cut
+    short, by hand or by a tool) or whose file is shorter than recorded (a copy cut
+    short) is not offered; the last whole one is. Checkpoints from before markers are
+    offered when their weights and model config are there."""
+    run = make_run(tmp_path, "marker", max_steps=4, save_strategy="steps", save_steps=2)
+    assert run_in_process(run) == "finished"
+    two, four = (run.checkpoints_dir / f"checkpoint-{s}" for s in (2, 4))
+    marker = json.loads((four / CHECKPOINT_MARKER).read_text())
+    assert set(marker["files"]) == {"model.safetensors", "model_config.json", "optimizer.pt",
+                                    "scheduler.pt", "rng.pt", "trainer_state.json"}
+    assert marker["step"] == 4
+    assert [c.name for c in run.checkpoints()] == ["checkpoint-2", "checkpoint-4"]
+
+    (four / "optimizer.pt").unlink()
+    assert [c.name for c in run.checkpoints()] == ["checkpoint-2"]
+    assert run.checkpoint("last").name == "checkpoint-2"
+
+    weights = two / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    assert run.checkpoints() == []
+    weights.write_bytes(data)
+    assert [c.name for c in run.checkpoints()] == ["checkpoint-2"]
+
+    # From before markers: listed when its weights load, not when they are missing.
+    (two / CHECKPOINT_MARKER).unlink()
+    assert [c.name for c in run.checkpoints()] == ["checkpoint-2"]
+    (two / "model_config.json").unlink()
+    assert run.checkpoints() == []
+    # A marker that is not one (hand-edited, cut short) is not trusted.
+    (four / CHECKPOINT_MARKER).write_text('{"files": ')
+    assert run.checkpoints() == []
 
 
 def test_rotate_keeps_the_best_and_the_newest(tmp_path):

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tui_ft.config import ConfigError, TrainConfig, read_yaml
-from tui_ft.errors import TuiFtError
+from tui_ft.errors import DiskFull, TuiFtError
 from tui_ft.grade.store import GradeError, GradeStore
 from tui_ft.model.weights import load_model
 from tui_ft.runfolder import Run, RunError
@@ -45,21 +45,39 @@ def test_disk_full_during_a_checkpoint_keeps_the_earlier_ones(tmp_path, monkeypa
     real_save = torch.save
     calls = {"n": 0}
 
-    def save_until_full(obj, path, *args, **kwargs):
+    class FullAfter:
+        """The file torch.save writes into, on a disk that fills after 1000 bytes: its
+        write raises ENOSPC, which torch wraps in a RuntimeError (as on a real full
+        disk, tests/test_disk_full.py)."""
+
+        def __init__(self, f):
+            self.f, self.n = f, 0
+
+        def write(self, data):
+            self.n += len(data)
+            if self.n > 1000:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return self.f.write(data)
+
+        def flush(self):
+            self.f.flush()
+
+    def save_until_full(obj, f, *args, **kwargs):
         # The optimizer state of the second checkpoint hits a full disk.
-        if str(path).endswith("optimizer.pt"):
+        if str(getattr(f, "name", f)).endswith("optimizer.pt"):
             calls["n"] += 1
             if calls["n"] == 2:
-                raise OSError(errno.ENOSPC, "No space left on device")
-        return real_save(obj, path, *args, **kwargs)
+                return real_save(obj, FullAfter(f), *args, **kwargs)
+        return real_save(obj, f, *args, **kwargs)
 
     monkeypatch.setattr(torch, "save", save_until_full)
     run, _ = prepare_run(small_config(tmp_path))
-    with pytest.raises(RunError, match="disk full"):
+    with pytest.raises(DiskFull, match="disk full: cannot write checkpoint-4"):
         run_in_process(run)
     status = run.read_status()
     assert status["state"] == "failed" and "checkpoint-4" in status["error"]
-    assert "No space left on device" in status["error"]
+    assert status["error_kind"] == "disk_full"
+    assert "no space left on device" in status["error"]
     assert [c.name for c in run.checkpoints()] == ["checkpoint-2"]
     assert not [p for p in run.checkpoints_dir.iterdir() if p.name.startswith(".tmp-")]
     model, info = load_model(str(run.checkpoint("last").path))
@@ -83,7 +101,7 @@ def test_disk_full_during_an_export_leaves_the_old_export(tmp_path, monkeypatch)
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", full)
-    with pytest.raises(GradeError, match="No space left"):
+    with pytest.raises(GradeError, match="disk full: cannot write the export"):
         store.export(responses, out)
     monkeypatch.setattr(os, "fsync", real_fsync)
     assert out.read_text() == "the previous export\n"

@@ -88,7 +88,9 @@ def tiny_run(tmp_path: Path, test_records: list[dict], **config) -> Run:
     subprocess.run([sys.executable, "-c", textwrap.dedent("""
         import sys
         from tui_ft.model.weights import load_model, save_checkpoint_weights
+        from tui_ft.runfolder import write_checkpoint_marker
         save_checkpoint_weights(load_model("tiny")[0], sys.argv[1])
+        write_checkpoint_marker(__import__("pathlib").Path(sys.argv[1]), 10)
         """), str(run.checkpoints_dir / CHECKPOINT)], check=True, timeout=120)
     return run
 

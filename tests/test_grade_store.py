@@ -194,7 +194,8 @@ def test_export_is_atomic_when_the_write_fails(run, tmp_path, monkeypatch):
 
     # The temporary file is written, then the disk fills before the rename.
     monkeypatch.setattr(os, "replace", no_space)
-    with pytest.raises(GradeError, match="nothing was changed"):
+    with pytest.raises(GradeError, match="nothing half-written was kept; the previous "
+                                         "file is untouched"):
         store.export(make_responses(), out)
     monkeypatch.undo()
     assert out.read_text(encoding="utf-8") == "the previous export\n"

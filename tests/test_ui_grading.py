@@ -27,7 +27,7 @@ from tui_ft.ui.widgets.key_legend import KeyLegend
 from tui_ft.ui.widgets.grade_pickers import CheckpointPicker, RunPicker
 from tui_ft.ui.widgets.response_view import ResponseView
 
-from helpers import PtyApp, pilot_wait_for as wait_for
+from helpers import PtyApp, fake_checkpoint, pilot_wait_for as wait_for
 
 CHECKPOINT = "checkpoint-10"
 LONG_WORD = "x" * 500
@@ -86,14 +86,16 @@ def make_run(parent: Path, responses: list[dict] | None = RESPONSES, *, name: st
         if weights and i:
             shutil.copytree(run.checkpoints_dir / checkpoints[0], folder)
             continue
-        folder.mkdir(parents=True)
         if weights:
+            folder.mkdir(parents=True)
             # In a subprocess: torch stays out of this (the UI's) process.
             subprocess.run([sys.executable, "-c", textwrap.dedent("""
                 import sys
                 from tui_ft.model.weights import load_model, save_checkpoint_weights
                 save_checkpoint_weights(load_model("tiny")[0], sys.argv[1])
                 """), str(folder)], check=True, timeout=120)
+        else:
+            fake_checkpoint(run, int(checkpoint.rsplit("-", 1)[1]))
     if responses is not None:
         write_jsonl(run.responses_path, [response_line(r, run=name) for r in responses])
     return run

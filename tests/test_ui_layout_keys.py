@@ -31,7 +31,7 @@ from tui_ft.ui.screens.training_lines import fit_progress
 from tui_ft.ui.widgets.key_legend import KeyLegend
 from tui_ft.ui.widgets.loss_chart import LossChart
 
-from helpers import PtyApp, pilot_wait_for as wait_for
+from helpers import PtyApp, fake_checkpoint, pilot_wait_for as wait_for
 
 SIZES = [(80, 24), (60, 20)]
 
@@ -65,7 +65,7 @@ def long_run(folder: Path, pid: int | None, state: str = "running", *,
                             + (step / 1000) ** 2})
             metrics.append({"step": step, "event": "checkpoint",
                             "checkpoint": f"checkpoint-{step}"})
-            (run.checkpoints_dir / f"checkpoint-{step}").mkdir(parents=True)
+            fake_checkpoint(run, step)
     if resumed:
         metrics.append({"step": 1000, "epoch": 1.0, "event": "resumed",
                         "checkpoint": "checkpoint-1000", "time": t0 + 500})

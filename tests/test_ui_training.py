@@ -19,7 +19,7 @@ from tui_ft.runs.worker import run_in_process
 from tui_ft.ui.app import create_app
 from tui_ft.ui.widgets.loss_chart import LossChart, thin
 
-from helpers import pilot_wait_for as wait_for
+from helpers import fake_checkpoint, pilot_wait_for as wait_for
 
 
 def small_config(tmp_path: Path, **changes) -> TrainConfig:
@@ -86,7 +86,7 @@ def write_run(tmp_path: Path, metrics: list[dict], status: dict, log: str = "") 
     run.metrics_path.write_text("".join(json.dumps(m) + "\n" for m in metrics))
     if log:
         run.log_path.write_text(log)
-    (run.checkpoints_dir / "checkpoint-20").mkdir(parents=True)
+    fake_checkpoint(run, 20)
     return run
 
 
@@ -193,7 +193,7 @@ def test_snapshot_80x24(snap_compare, tmp_path):
                                         "best_checkpoint": "checkpoint-40",
                                         "model": "tiny (random init)"})
     for step in (40, 60):
-        (run.checkpoints_dir / f"checkpoint-{step}").mkdir()
+        fake_checkpoint(run, step)
 
     async def settle(pilot):
         chart = pilot.app.screen.query_one(LossChart)

@@ -368,13 +368,29 @@ def _main(argv: list[str] | None = None) -> int:
                        run=run_path, low_bandwidth=args.low_bandwidth,
                        start_mode=args.screen)
     except TuiFtError as exc:
-        from .text import visible
-
-        # Messages quote files and values: their control characters are made visible.
-        print(f"tui-ft: error: {visible(str(exc))}", file=sys.stderr)
-        return 1
+        return _say_error(exc)
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        from pathlib import Path
+
+        from .fsio import disk_full, disk_full_error
+
+        # A full disk met by any write not already turned into a message (a resume's
+        # first status write, a settings file): the one message, not a traceback.
+        full = disk_full(exc)
+        if full is None:
+            raise
+        return _say_error(disk_full_error(Path(full.filename or os.getcwd()), "write",
+                                          full))
+
+
+def _say_error(exc: Exception) -> int:
+    from .text import visible
+
+    # Messages quote files and values: their control characters are made visible.
+    print(f"tui-ft: error: {visible(str(exc))}", file=sys.stderr)
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:

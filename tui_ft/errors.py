@@ -22,3 +22,8 @@ class TokenizerError(TuiFtError):
 
 class TrainingError(TuiFtError):
     """Training cannot start or cannot go on (bad data, non-finite loss, out of memory)."""
+
+
+class DiskFull(TuiFtError):
+    """A write met a full disk or an exhausted quota (ENOSPC, EDQUOT). Raised with the
+    one message fsio.disk_full_error builds, wherever the write was."""

@@ -20,6 +20,68 @@ from typing import Iterator
 class ShortWrite(OSError):
     """The disk took only part of what was written (a full disk, a quota)."""
 
+    def __init__(self, message: str) -> None:
+        super().__init__(errno.ENOSPC, message)
+
+
+# A full disk and an exhausted quota read the same to the user: free space.
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def disk_full(exc: BaseException | None) -> OSError | None:
+    """The OSError saying the disk (or the quota) is full behind `exc`, or None. The
+    chain is followed because libraries wrap it: torch.save writing into a Python
+    file raises RuntimeError("[enforce fail at inline_container.cc] ...") whose
+    context is the OSError(ENOSPC) our file object raised."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def free_space(path: Path) -> int | None:
+    """Bytes an unprivileged writer can still use on the file system of `path` (or of
+    its nearest existing parent), None when it cannot be asked."""
+    path = Path(path)
+    for candidate in (path, *path.parents):
+        try:
+            st = os.statvfs(candidate)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return None
+        return st.f_bavail * st.f_frsize
+    return None
+
+
+def disk_full_error(path: Path, doing: str, cause: OSError, *, after: str = ""):
+    """The one message for a full disk, wherever it is met: what could not be written,
+    where, the space left there, and that nothing half-written was kept. `after`
+    says what still holds and what to do next (the caller knows)."""
+    from .errors import DiskFull
+    from .text import format_bytes
+
+    free = free_space(Path(path))
+    left = "" if free is None else f", {format_bytes(free)} free there now"
+    reason = "disk quota exceeded" if cause.errno == errno.EDQUOT else "no space left on device"
+    text = (f"disk full: cannot {doing} ({path}: {reason}{left}); "
+            "nothing half-written was kept")
+    return DiskFull(text + (f"; {after}" if after else ""))
+
+
+@contextlib.contextmanager
+def open_synced(path: Path) -> Iterator:
+    """A new binary file for a library to write into (torch.save): written through
+    Python's own file object, so a full disk surfaces as OSError(ENOSPC) in the
+    exception chain (disk_full finds it) instead of a C++ stream's bare failure;
+    flushed to disk when the block ends."""
+    with open(path, "wb") as f:
+        yield f
+        sync(f)
+
 
 def fsync_dir(folder: Path) -> None:
     """Make a rename or a new file in `folder` durable. Some platforms and file
@@ -121,11 +183,14 @@ def write_atomic(path: Path, data: str | bytes, *, durable: bool = True) -> None
             if durable:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError) and exc.filename is None:
+            # A write's error names no file; the message must say which.
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
         raise
 
 
@@ -143,8 +208,12 @@ def append_line(path: Path, line: bytes, *, durable: bool = True) -> None:
             size = os.fstat(fd).st_size
             if size and os.pread(fd, 1, size - 1) != b"\n":
                 line = b"\n" + line
-            if os.write(fd, line) != len(line):
-                raise ShortWrite(f"{path}: short write")
+            try:
+                written = os.write(fd, line)
+            except OSError as exc:
+                raise OSError(exc.errno, exc.strerror, str(path)) from None
+            if written != len(line):
+                raise ShortWrite(f"{path}: short write (the disk took only part)")
             if durable:
                 os.fsync(fd)
         finally:

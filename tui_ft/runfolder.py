@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .errors import TuiFtError
-from .fsio import FileLock, append_line, write_atomic
+from .fsio import FileLock, append_line, write_atomic, write_synced
 from .tail import JsonlTail
 
 CONFIG_FILE = "config.yaml"
@@ -31,6 +31,17 @@ CHECKPOINTS_DIR = "checkpoints"
 RESPONSES_FILE = "responses.jsonl"
 GRADES_FILE = "grades.jsonl"
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+# Written last into a checkpoint (train/checkpoints.py): the files it holds and their
+# sizes. A folder whose marker does not match what is there (half deleted, half
+# copied) is not a checkpoint.
+CHECKPOINT_MARKER = "complete.json"
+# Checkpoints from before the marker (or weights saved by hand): loadable when these
+# are there; resuming one that lacks the training state says which file is missing.
+_LEGACY_CHECKPOINT_FILES = ("model.safetensors", "model_config.json")
+# Space set aside in every run folder while training, given up when a write meets a
+# full disk, so the reason can still be written into status.json.
+RESERVE_FILE = ".space-reserve"
+RESERVE_BYTES = 256 * 1024
 
 STATES = ("starting", "running", "finished", "failed", "stopped")
 # A run-like folder of answers made elsewhere (`tui-ft grades import`): responses and
@@ -46,7 +57,7 @@ STATUS_FIELDS = {
     "finished_at": "str", "last_checkpoint": "name", "best_checkpoint": "name",
     "best_checkpoint_step": "int", "best_checkpoint_metric": "number",
     "best_metric": "number", "best_eval_step": "int", "best_eval_metric": "number",
-    "responses": "dict", "overfitting": "dict",
+    "responses": "dict", "overfitting": "dict", "error_kind": "str",
 }
 
 
@@ -265,6 +276,28 @@ class Run:
                          durable=durable)
         return status
 
+    def reserve_space(self) -> bool:
+        """Set RESERVE_BYTES aside in the run folder (a file of zeros; real blocks, so
+        a full disk cannot take them). False when even that does not fit."""
+        path = self.path / RESERVE_FILE
+        try:
+            if path.is_file() and path.stat().st_size >= RESERVE_BYTES:
+                return True
+            write_synced(path, bytes(RESERVE_BYTES))
+            return True
+        except OSError:
+            path.unlink(missing_ok=True)
+            return False
+
+    def release_reserve(self) -> bool:
+        """Free the reserved space; True if there was some to free. Done to record
+        why a run failed on a full disk (runs/worker.py), and when the worker ends."""
+        try:
+            (self.path / RESERVE_FILE).unlink()
+        except OSError:
+            return False
+        return True
+
     def is_imported(self) -> bool:
         return self.read_status().get("state") == IMPORTED
 
@@ -310,7 +343,7 @@ class Run:
         out = []
         for child in self.checkpoints_dir.iterdir():
             match = CHECKPOINT_RE.match(child.name)
-            if match and child.is_dir():
+            if match and checkpoint_complete(child):
                 out.append(CheckpointInfo(child.name, int(match.group(1)), child))
         return sorted(out, key=lambda c: c.step)
 
@@ -378,6 +411,38 @@ class Run:
             if c.name == latest:
                 return c
         return available[-1]
+
+
+def checkpoint_complete(folder: Path) -> bool:
+    """Whether `folder` holds a whole checkpoint: its completion marker names files
+    that are all there at their recorded sizes (a few stat calls, cheap enough for
+    every listing). A checkpoint from before markers needs its weights, model config
+    and trainer state."""
+    try:
+        marker = json.loads((folder / CHECKPOINT_MARKER).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return folder.is_dir() and all((folder / name).is_file()
+                                       for name in _LEGACY_CHECKPOINT_FILES)
+    except (OSError, ValueError):
+        return False
+    files = marker.get("files") if isinstance(marker, dict) else None
+    if not isinstance(files, dict):
+        return False
+    for name, size in files.items():
+        try:
+            if "/" in name or (folder / name).stat().st_size != size:
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def write_checkpoint_marker(folder: Path, step: int) -> None:
+    """Record what `folder` holds, last, once everything else in it is on disk."""
+    files = {p.name: p.stat().st_size for p in sorted(folder.iterdir())
+             if p.is_file() and p.name != CHECKPOINT_MARKER}
+    write_synced(folder / CHECKPOINT_MARKER,
+                 (json.dumps({"step": step, "files": files}, indent=1) + "\n").encode())
 
 
 def is_run_folder(path: Path) -> bool:

@@ -34,3 +34,11 @@ def has_control(text: str) -> bool:
     """Whether `text` holds a character `visible` would replace (newlines and tabs
     included: they have no place in a one-line value)."""
     return bool(_CONTROL.search(text)) or "\n" in text or "\t" in text
+
+
+def format_bytes(n: int) -> str:
+    """A size as people read it: 12.3 GiB, 852.0 MiB, 512 B."""
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"

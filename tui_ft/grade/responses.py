@@ -12,7 +12,7 @@ from typing import Callable
 
 from ..config import ConfigError, TrainConfig, check, read_yaml
 from ..errors import TuiFtError
-from ..fsio import replace as replace_durably, sync, try_lock
+from ..fsio import disk_full, disk_full_error, replace as replace_durably, sync, try_lock
 from ..runfolder import Run, now_iso
 from ..tail import JsonlTail
 
@@ -89,8 +89,11 @@ def generate_responses(run: Run, **kwargs) -> dict:
         raise TuiFtError(f"{run.path}: another 'tui-ft responses'{who} is writing this "
                          "run's answers; wait for it to end, or stop it, and try again")
     try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass  # a full disk: the lock holds all the same, only its pid is unsaid
         return _generate(run, **kwargs)
     finally:
         os.close(fd)
@@ -201,8 +204,20 @@ def _generate(run: Run, *, checkpoint: str = "best", split: str = "test",
                 f"out of memory on {dev} while generating {len(records)} answers in "
                 f"batches of {batch_size}{kept}. Use a smaller batch size (--batch-size "
                 f"{max(1, batch_size // 4)}) or a shorter max_new_tokens") from None
+        if full := disk_full(exc):
+            previous = (f"{run.responses_path.name} is untouched"
+                        if run.responses_path.exists() else "")
+            raise disk_full_error(partial, "write the answers", full,
+                                  after="; ".join(x for x in (previous, kept[2:]) if x)
+                                  ) from None
         raise
-    replace_durably(partial, run.responses_path)
+    try:
+        replace_durably(partial, run.responses_path)
+    except OSError as exc:
+        if full := disk_full(exc):
+            raise disk_full_error(run.responses_path, "write the answers", full,
+                                  after=f"all {counts['done']} are in {partial}") from None
+        raise
     done = counts["done"]
     summary = {"path": str(run.responses_path), "checkpoint": chosen.name, "split": split,
                "count": done, "exact_match": counts["correct"] / done,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import TuiFtError
-from ..fsio import ShortWrite, append_line, write_atomic
+from ..fsio import append_line, disk_full, disk_full_error, write_atomic
 from ..runfolder import Run, now_iso
 from ..tail import JsonlTail
 from .responses import answer_key, automatic_match
@@ -113,9 +113,12 @@ class GradeStore:
         line = (json.dumps(entry, ensure_ascii=False) + "\n").encode("utf-8")
         try:
             append_line(self.path, line)
-        except ShortWrite:
-            raise GradeError(f"{self.path}: the disk took only part of the grade") from None
         except OSError as exc:
+            if full := disk_full(exc):
+                # A short write too: append_line repairs the torn line next time.
+                raise GradeError(str(disk_full_error(
+                    self.path, "save the mark", full,
+                    after="the marks before it are on disk"))) from None
             raise GradeError(f"{self.path}: cannot write the grade ({exc.strerror})") from None
         # Our own line (and anything another session wrote before it) is read back.
         self.refresh()
@@ -176,6 +179,11 @@ class GradeStore:
         try:
             write_atomic(Path(out), text)
         except OSError as exc:
+            if full := disk_full(exc):
+                raise GradeError(str(disk_full_error(
+                    Path(out), "write the export", full,
+                    after="the previous file is untouched, the grades stay in the "
+                          "journal"))) from None
             raise GradeError(f"{out}: cannot write the export ({exc.strerror or exc}); "
                              "nothing was changed") from None
         return {"path": str(out), **self.counts(responses)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..text import format_bytes
 from .precision import PrecisionError, parse_precision
 
 OPTIMIZER_BYTES_PER_PARAM = {"adamw": 8, "adam": 8, "sgd": 4}  # exp_avg + exp_avg_sq; momentum
@@ -68,13 +69,6 @@ class MemoryEstimate:
             parts.append(("KV cache", self.kv_cache))
         body = ", ".join(f"{name} {format_bytes(n)}" for name, n in parts)
         return f"peak ~{format_bytes(self.total)} ({self.peak_at}); {body}"
-
-
-def format_bytes(n: int) -> str:
-    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{n} B"
 
 
 def _block_linear_params(d: int) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..runfolder import CHECKPOINT_RE, CHECKPOINTS_DIR, Run, RunError
+from ..runfolder import CHECKPOINT_RE, CHECKPOINTS_DIR, Run, RunError, checkpoint_complete
 from .registry import find_run, runs_named
 
 
@@ -33,7 +33,7 @@ def run_checkpoint(source: str) -> Path | None:
         run = Run(path.parent)
     else:
         found = {int(m.group(1)): child for child in path.iterdir()
-                 if (m := CHECKPOINT_RE.match(child.name)) and child.is_dir()}
+                 if (m := CHECKPOINT_RE.match(child.name)) and checkpoint_complete(child)}
         return found[max(found)] if found else None
     try:
         return run.checkpoint("best").path

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Callable
 
 from ..config import TrainConfig
-from ..errors import TuiFtError
+from ..errors import DiskFull, TuiFtError
+from ..fsio import disk_full, disk_full_error
 from ..grade.store import GradeStore
 from ..runfolder import Run, now_iso
 from .run_source import run_checkpoint
@@ -33,7 +34,16 @@ def run_in_process(run: Run, *, resume: Path | None = None,
         run.write_status(state="failed", error=str(exc), finished_at=now_iso())
         raise
     run.stop_path.unlink(missing_ok=True)
-    run.write_status(state="running", pid=os.getpid(), error=None)
+    try:
+        run.write_status(state="running", pid=os.getpid(), error=None, error_kind=None)
+    except OSError as exc:
+        if full := disk_full(exc):
+            error = _disk_full(run, full, "start the run")
+            _record_failure(run, error)
+            raise error from None
+        raise
+    # Given up at the first full disk, so the reason reaches status.json.
+    run.reserve_space()
     try:
         from ..train.loop import Trainer  # torch is imported here, not before
 
@@ -53,18 +63,55 @@ def run_in_process(run: Run, *, resume: Path | None = None,
                             "last_checkpoint": status.get("last_checkpoint")
                             or (last[-1].name if last else None)})
         raise
+    except DiskFull as exc:
+        # A checkpoint's message says what is intact; the way on is said here.
+        error = DiskFull(f"{exc}; free some space, then resume: tui-ft train --resume "
+                         f"{run.path}")
+        _record_failure(run, error)
+        raise error from None
     except TuiFtError as exc:
-        status = run.write_status(state="failed", error=str(exc), finished_at=now_iso())
-        run.append_metrics({"step": status.get("step", 0), "epoch": status.get("epoch", 0.0),
-                            "event": "failed", "error": str(exc)})
+        _record_failure(run, exc)
         raise
     except BaseException as exc:
+        if full := disk_full(exc):
+            # Met anywhere (a metrics line, the status, a best-model copy): one message.
+            error = _disk_full(run, full, "write to the run folder")
+            _record_failure(run, error)
+            raise error from None
         text = f"internal error: {type(exc).__name__}: {exc} (details in {run.log_path})"
         traceback.print_exc()
-        status = run.write_status(state="failed", error=text, finished_at=now_iso())
+        _record_failure(run, text)
+        raise
+    finally:
+        run.release_reserve()
+
+
+def _disk_full(run: Run, cause: OSError, doing: str) -> DiskFull:
+    return disk_full_error(run.path, doing, cause,
+                           after=f"free some space, then resume: tui-ft train --resume "
+                                 f"{run.path}")
+
+
+def _record_failure(run: Run, error: BaseException | str) -> None:
+    """State failed with the reason, in status.json and as a metrics event. Even on a
+    full disk: the reserved space is given up to get it written."""
+    text = str(error)
+    kind = "disk_full" if isinstance(error, DiskFull) else None
+    if kind:
+        # The space set aside at start is what this status write lands in.
+        run.release_reserve()
+    try:
+        status = run.write_status(state="failed", error=text, error_kind=kind,
+                                  finished_at=now_iso())
         run.append_metrics({"step": status.get("step", 0), "epoch": status.get("epoch", 0.0),
                             "event": "failed", "error": text})
-        raise
+    except OSError as exc:
+        if not disk_full(exc):
+            raise
+        # Not even the reserve was enough: the error still reaches the caller and the
+        # log; the status reads 'died' (its worker is gone).
+        print(f"[{now_iso()}] cannot record the failure in {run.status_path}: disk full",
+              file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

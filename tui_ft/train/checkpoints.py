@@ -1,7 +1,9 @@
 """Checkpoints that survive a crash at any moment: everything is written into a
-temporary folder, flushed to disk, and renamed to `checkpoint-N` only when complete,
-so a folder with that name is always whole. Rotation never deletes the best one,
-nor one whose responses were graded.
+temporary folder, flushed to disk, a completion marker written last, and the folder
+renamed to `checkpoint-N` only when complete, so a folder with that name is always
+whole (and one that is not, e.g. half copied, is not listed: Run.checkpoints). A full
+disk ends in the one DiskFull message, the earlier checkpoints intact. Rotation never
+deletes the best one, nor one whose responses were graded.
 Nothing here unpickles arbitrary objects: `torch.load(..., weights_only=True)`."""
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from typing import NamedTuple
 
 import torch
 
-from ..fsio import fsync_dir, fsync_file
+from ..fsio import disk_full, disk_full_error, fsync_dir, open_synced
 from ..model.weights import save_checkpoint_weights
-from ..runfolder import CheckpointInfo, Run, RunError
+from ..runfolder import CheckpointInfo, Run, RunError, write_checkpoint_marker
+from ..text import format_bytes
 
 TRAINER_STATE = "trainer_state.json"
 OPTIMIZER = "optimizer.pt"
@@ -39,6 +42,13 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _save(obj, path: Path) -> None:
+    # Through a Python file: a full disk is then an OSError in the chain, not only
+    # a C++ stream's "iostream error" (fsio.open_synced).
+    with open_synced(path) as f:
+        torch.save(obj, f)
+
+
 def save_checkpoint(run: Run, step: int, *, model, optimizer, scheduler, scaler,
                     trainer_state: dict) -> CheckpointInfo:
     """Write checkpoint-`step` atomically and return it."""
@@ -50,15 +60,14 @@ def save_checkpoint(run: Run, step: int, *, model, optimizer, scheduler, scaler,
     tmp.mkdir()
     try:
         save_checkpoint_weights(model, tmp)
-        torch.save(optimizer.state_dict(), tmp / OPTIMIZER)
-        torch.save(scheduler.state_dict(), tmp / SCHEDULER)
+        _save(optimizer.state_dict(), tmp / OPTIMIZER)
+        _save(scheduler.state_dict(), tmp / SCHEDULER)
         if scaler is not None:
-            torch.save(scaler.state_dict(), tmp / SCALER)
-        torch.save(rng_state(), tmp / RNG)
-        (tmp / TRAINER_STATE).write_text(json.dumps(trainer_state, indent=1) + "\n",
-                                         encoding="utf-8")
-        for path in tmp.iterdir():
-            fsync_file(path)
+            _save(scaler.state_dict(), tmp / SCALER)
+        _save(rng_state(), tmp / RNG)
+        with open_synced(tmp / TRAINER_STATE) as f:
+            f.write((json.dumps(trainer_state, indent=1) + "\n").encode("utf-8"))
+        write_checkpoint_marker(tmp, step)
         fsync_dir(tmp)
         final = run.checkpoints_dir / name
         if final.exists():
@@ -71,16 +80,31 @@ def save_checkpoint(run: Run, step: int, *, model, optimizer, scheduler, scaler,
         else:
             tmp.rename(final)
         fsync_dir(run.checkpoints_dir)
-    except OSError as exc:
+    except BaseException as exc:
+        written = _folder_bytes(tmp)
         shutil.rmtree(tmp, ignore_errors=True)
-        kept = ", ".join(c.name for c in run.checkpoints()) or "none"
-        raise RunError(f"cannot write {name} in {run.checkpoints_dir}: "
-                       f"{exc.strerror or exc} (disk full?); nothing half-written was kept, "
-                       f"the earlier checkpoints are intact ({kept})") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        earlier = run.checkpoints()
+        kept = ", ".join(c.name for c in earlier) or "none"
+        if full := disk_full(exc):
+            # What to free: a whole checkpoint's size when one exists to tell it.
+            need = (f"one takes {format_bytes(_folder_bytes(earlier[-1].path))}" if earlier
+                    else f"one takes more than {format_bytes(written)}")
+            raise disk_full_error(run.checkpoints_dir, f"write {name}", full,
+                                  after=f"the earlier checkpoints are intact ({kept}); "
+                                        f"{need}") from None
+        if isinstance(exc, OSError):
+            raise RunError(f"cannot write {name} in {run.checkpoints_dir}: "
+                           f"{exc.strerror or exc}; nothing half-written was kept, "
+                           f"the earlier checkpoints are intact ({kept})") from None
         raise
     return CheckpointInfo(name, step, final)
+
+
+def _folder_bytes(folder: Path) -> int:
+    try:
+        return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+    except OSError:
+        return 0
 
 
 def remove_partial(run: Run) -> list[str]:
