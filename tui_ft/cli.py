@@ -160,6 +160,16 @@ def _add_model_commands(sub: argparse._SubParsersAction) -> None:
     export.add_argument("out_dir", help="folder to write (created; must be empty if it exists)")
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not 1 or more")
+    return value
+
+
 def _add_train_commands(sub: argparse._SubParsersAction) -> None:
     train = sub.add_parser(
         "train", help="train a model (foreground, or --detach)",
@@ -174,6 +184,19 @@ def _add_train_commands(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--checkpoint", metavar="N",
                        help="with --resume: the checkpoint to continue from (default: last)")
     train.add_argument("--output-dir", metavar="DIR", help="the run folder to create")
+    dist = train.add_argument_group(
+        "several GPUs (torchrun, DDP)",
+        "The run trains on N processes per node, one per GPU (the CPU with gloo where "
+        "there is none); per_device_train_batch_size is per process. Several nodes: the "
+        "same command on each, with its --node-rank and one --rdzv-endpoint.")
+    dist.add_argument("--nproc-per-node", type=_positive_int, metavar="N",
+                      help="processes on this node (default: the config's nproc_per_node)")
+    dist.add_argument("--nnodes", type=_positive_int, default=1, metavar="N",
+                      help="nodes taking part (default: 1)")
+    dist.add_argument("--node-rank", type=int, default=0, metavar="R",
+                      help="this node's rank, 0 to nnodes-1 (default: 0)")
+    dist.add_argument("--rdzv-endpoint", metavar="HOST:PORT",
+                      help="where the nodes meet (needed with --nnodes above 1)")
 
     runs = sub.add_parser("runs", help="list runs",
                           description="List runs: state, step, best validation loss, age.")

@@ -129,6 +129,11 @@ class TrainConfig:
     gradient_accumulation_steps: int = _p(1, "optimisation",
                                           "Batches added up before each optimizer step.",
                                           int, minimum=1)
+    nproc_per_node: int = _p(1, "optimisation",
+                             "Processes (one per GPU) training this run together under "
+                             "torchrun with DDP. The batch size is per process: the "
+                             "effective batch is per-device x processes x accumulation.",
+                             int, minimum=1, maximum=1024)
     # The default suits the default model (tiny, trained from scratch); fine-tuning a
     # pretrained GPT-2 wants about 5e-5 (the "gpt2 fine-tune" recipe sets it).
     learning_rate: float = _p(2e-3, "optimisation",

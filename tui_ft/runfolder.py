@@ -28,6 +28,7 @@ STATUS_FILE = "status.json"
 LOG_FILE = "worker.log"
 STOP_FILE = "STOP"
 CHECKPOINTS_DIR = "checkpoints"
+RANKS_DIR = "ranks"
 RESPONSES_FILE = "responses.jsonl"
 GRADES_FILE = "grades.jsonl"
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
@@ -58,6 +59,8 @@ STATUS_FIELDS = {
     "best_checkpoint_step": "int", "best_checkpoint_metric": "number",
     "best_metric": "number", "best_eval_step": "int", "best_eval_metric": "number",
     "responses": "dict", "overfitting": "dict", "error_kind": "str",
+    "world_size": "int", "effective_batch_size": "int", "failed_rank": "int",
+    "launcher_pid": "int",
 }
 
 
@@ -298,6 +301,40 @@ class Run:
             return False
         return True
 
+    # -- ranks of a distributed run -----------------------------------------------------
+
+    @property
+    def ranks_dir(self) -> Path:
+        return self.path / RANKS_DIR
+
+    def write_heartbeat(self, rank: int, step: int) -> None:
+        """Rank `rank` is alive at `step` (each rank writes its own small file, so a
+        rank gone silent can be named: read_heartbeats)."""
+        self.ranks_dir.mkdir(exist_ok=True)
+        record = {"rank": rank, "pid": os.getpid(), "step": step, "time": time.time()}
+        write_atomic(self.ranks_dir / f"rank-{rank}.json", json.dumps(record) + "\n",
+                     durable=False)
+
+    def read_heartbeats(self) -> list[dict]:
+        """The ranks' last heartbeats, by rank, each with `age` in seconds; records of
+        the wrong shape are left out."""
+        out = []
+        try:
+            files = sorted(self.ranks_dir.glob("rank-*.json"))
+        except OSError:
+            return []
+        now = time.time()
+        for path in files:
+            try:
+                record = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if (isinstance(record, dict) and _has_type(record.get("rank"), "int")
+                    and _has_type(record.get("step"), "int")
+                    and _has_type(record.get("time"), "number")):
+                out.append({**record, "age": max(0.0, now - record["time"])})
+        return sorted(out, key=lambda r: r["rank"])
+
     def is_imported(self) -> bool:
         return self.read_status().get("state") == IMPORTED
 
@@ -411,6 +448,26 @@ class Run:
             if c.name == latest:
                 return c
         return available[-1]
+
+
+class ReadOnlyRun(Run):
+    """A run as the ranks other than 0 of a distributed run see it: they read it
+    (its checkpoints, to resume), rank 0 alone writes it. Writes are dropped."""
+
+    def write_status(self, *, durable: bool = True, **fields) -> dict:
+        return {**self.read_status(), **fields}
+
+    def append_metrics(self, record: dict) -> None:
+        pass
+
+    def truncate_metrics_after(self, step: int) -> None:
+        pass
+
+    def reserve_space(self) -> bool:
+        return True
+
+    def release_reserve(self) -> bool:
+        return False
 
 
 def checkpoint_complete(folder: Path) -> bool:

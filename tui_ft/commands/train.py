@@ -49,12 +49,29 @@ def cmd_train(args) -> int:
             config = TrainConfig()
         if args.output_dir:
             config = TrainConfig.from_dict({**config.to_dict(), "output_dir": args.output_dir})
+        if args.nproc_per_node:
+            # Kept in the run's config: a resume launches as many again.
+            config = TrainConfig.from_dict({**config.to_dict(),
+                                            "nproc_per_node": args.nproc_per_node})
         run, config = prepare_run(config)
         lock = lock_run(run)
         resume = None
         notice = None
+    launch = _launch(args, run)
+    if launch.distributed and not args.detach:
+        # torchrun's processes run detached (a terminal's Ctrl-C must not reach them
+        # half-way through a collective); this command follows them, as attach does.
+        start_detached(run, resume=resume, lock=lock, launch=launch)
+        for line in (notice, f"run folder: {run.path}",
+                     f"torchrun: {launch.nproc_per_node} process(es) per node x "
+                     f"{launch.nnodes} node(s); Ctrl-C stops after a checkpoint, twice "
+                     "detaches"):
+            if line:
+                print(line, file=sys.stderr)
+        return _follow(run, interval=0.5, stop_on_interrupt=True)
     if args.detach:
-        pid = start_detached(run, resume=resume, lock=lock)
+        pid = start_detached(run, resume=resume, lock=lock,
+                             launch=launch if launch.distributed else None)
         if notice:
             print(notice, file=sys.stderr)
         print(str(run.path))
@@ -85,6 +102,22 @@ def cmd_train(args) -> int:
     if state == "stopped" and status.get("stopped_by") == "SIGINT":
         return 130  # as a shell expects of Ctrl-C: 'tui-ft train && ...' goes no further
     return 0 if state in ("finished", "stopped") else 1
+
+
+def _launch(args, run: Run):
+    """How many processes train the run: the flags, else its config's nproc_per_node."""
+    from ..runs.launch import Launch
+
+    nproc = args.nproc_per_node or TrainConfig.load(run.config_path,
+                                                    recorded=True).nproc_per_node
+    if args.nnodes > 1 and not args.rdzv_endpoint:
+        raise RunError("--nnodes above 1 needs --rdzv-endpoint HOST:PORT (the same on "
+                       "every node; node 0's address is usual)")
+    if not 0 <= args.node_rank < args.nnodes:
+        raise RunError(f"--node-rank {args.node_rank} is not between 0 and "
+                       f"{args.nnodes - 1} (--nnodes {args.nnodes})")
+    return Launch(nproc_per_node=nproc, nnodes=args.nnodes, node_rank=args.node_rank,
+                  rdzv_endpoint=args.rdzv_endpoint)
 
 
 def best_summary(status: dict) -> str:
@@ -166,34 +199,59 @@ def cmd_runs(args) -> int:
 
 
 def cmd_attach(args) -> int:
-    run = find_run(args.run)
+    return _follow(find_run(args.run), interval=args.interval)
+
+
+def _follow(run: Run, *, interval: float, stop_on_interrupt: bool = False) -> int:
+    """Show a run's progress until it ends. Ctrl-C detaches (the run goes on); with
+    `stop_on_interrupt` the first Ctrl-C asks the run to stop after a checkpoint (and
+    the command ends with 130 once it has, as Ctrl-C on a one-process run does), a
+    second one detaches."""
+    from ..runs.jobs import stop_run
+
     tail = run.metrics_tail()
     progress = TrainingProgress()
-    quiet_history = True
-    try:
-        while True:
-            for m in tail.read():
-                if quiet_history and m.get("event") not in ("start", "resumed"):
-                    # Replay the history silently, then show what comes live.
-                    progress.line, real = _NullLine(), progress.line
-                    progress.feed(m)
-                    progress.line = real
-                else:
-                    progress.feed(m)
-            quiet_history = False
-            state = run.state()
-            if state not in ("starting", "running"):
-                progress.line.update(progress.text(), force=True)
+    replay = True  # the history so far is replayed silently
+    asked_stop = False
+    while True:
+        try:
+            code = _show_until_end(run, tail, progress, interval, replay)
+        except KeyboardInterrupt:
+            replay = False
+            if asked_stop or not stop_on_interrupt:
                 progress.line.close()
-                status = run.read_status()
-                print(f"{state}" + (f": {status['error']}" if status.get("error") else ""),
-                      file=sys.stderr)
-                return 0 if state in ("finished", "stopped") else 1
-            time.sleep(args.interval)
-    except KeyboardInterrupt:
-        progress.line.close()
-        print("detached; the run goes on", file=sys.stderr)
-        return 0
+                print("detached; the run goes on", file=sys.stderr)
+                return 130 if asked_stop else 0
+            asked_stop = True
+            progress.line.message("stopping after the current step, with a checkpoint; "
+                                  "Ctrl-C again detaches")
+            stop_run(run)
+            continue
+        if asked_stop and run.state() == "stopped":
+            print(_resume_hint(run), file=sys.stderr)
+            return 130
+        return code
+
+
+def _show_until_end(run: Run, tail, progress, interval: float, replay: bool) -> int:
+    while True:
+        for m in tail.read():
+            if replay and m.get("event") not in ("start", "resumed"):
+                progress.line, real = _NullLine(), progress.line
+                progress.feed(m)
+                progress.line = real
+            else:
+                progress.feed(m)
+        replay = False
+        state = run.state()
+        if state not in ("starting", "running"):
+            progress.line.update(progress.text(), force=True)
+            progress.line.close()
+            status = run.read_status()
+            print(f"{state}" + (f": {status['error']}" if status.get("error") else ""),
+                  file=sys.stderr)
+            return 0 if state in ("finished", "stopped") else 1
+        time.sleep(interval)
 
 
 class _NullLine(ProgressLine):

@@ -20,6 +20,7 @@ from ..fsio import try_lock, write_atomic
 from ..grade.responses import partial_path, read_responses
 from ..paths import runs_dir
 from ..runfolder import Run, RunError, now_iso, pid_alive, worker_alive
+from .launch import Launch
 from .registry import register_run
 
 
@@ -71,14 +72,18 @@ def lock_run(run: Run) -> int:
     return fd
 
 
-def start_detached(run: Run, *, resume: Path | None = None, lock: int | None = None) -> int:
+def start_detached(run: Run, *, resume: Path | None = None, lock: int | None = None,
+                   launch: Launch | None = None) -> int:
     """Start the training worker for `run` (`python -m tui_ft.runs.worker`, which
-    trains in that process) and return its pid at once. The worker inherits the run
+    trains in that process, or with `launch` of several processes runs torchrun for
+    them: runs/launch.py) and return its pid at once. The worker inherits the run
     lock (`lock`, else taken here), so it holds it for its whole life."""
     fd = lock if lock is not None else lock_run(run)
     cmd = [sys.executable, "-m", "tui_ft.runs.worker", str(run.path), "--lock-fd", str(fd)]
     if resume is not None:
         cmd += ["--resume", str(resume)]
+    if launch is not None:
+        cmd += launch.as_args()
     try:
         proc = detach(cmd, run.log_path, pass_fds=(fd,))
     finally:

@@ -18,7 +18,9 @@ from ..config import TrainConfig
 from ..errors import DiskFull, TuiFtError
 from ..fsio import disk_full, disk_full_error
 from ..grade.store import GradeStore
-from ..runfolder import Run, now_iso
+from ..runfolder import ReadOnlyRun, Run, now_iso
+from ..train.distributed import World, world_from_env
+from .launch import LAUNCHED_ENV, Launch, run_distributed
 from .run_source import run_checkpoint
 
 
@@ -26,7 +28,11 @@ def run_in_process(run: Run, *, resume: Path | None = None,
                    on_event: Callable[[dict], None] | None = None,
                    stop_at_step: int | None = None) -> str:
     """Train `run` in this process. Every failure ends in status.json (state failed,
-    with the reason) as well as in the raised error."""
+    with the reason) as well as in the raised error. Under torchrun (RANK and
+    WORLD_SIZE set) this process trains its rank's share; rank 0 records."""
+    world = world_from_env()
+    if not world.is_main:
+        return _follow(run, world, resume, stop_at_step)
     try:
         config = TrainConfig.load(run.config_path, recorded=True)
     except TuiFtError as exc:
@@ -49,8 +55,8 @@ def run_in_process(run: Run, *, resume: Path | None = None,
 
         return Trainer(config, run, resume_from=resume, on_event=on_event,
                        stop_at_step=stop_at_step, model_runs=run_checkpoint,
-                       graded_checkpoints=lambda: GradeStore(run).graded_checkpoints()
-                       ).train()
+                       graded_checkpoints=lambda: GradeStore(run).graded_checkpoints(),
+                       world=world).train()
     except KeyboardInterrupt:
         # Ctrl-C twice (the first asks for a stop after a checkpoint), or once before
         # training began: no traceback, no "failed"; the last checkpoint is the
@@ -84,6 +90,17 @@ def run_in_process(run: Run, *, resume: Path | None = None,
         raise
     finally:
         run.release_reserve()
+
+
+def _follow(run: Run, world: World, resume: Path | None, stop_at_step: int | None) -> str:
+    """A rank other than 0: trains its share and writes nothing; rank 0 (or the
+    launcher, if rank 0 is gone) records every ending."""
+    from ..train.loop import Trainer
+
+    config = TrainConfig.load(run.config_path, recorded=True)
+    return Trainer(config, ReadOnlyRun(run.path), resume_from=resume,
+                   stop_at_step=stop_at_step, model_runs=run_checkpoint,
+                   graded_checkpoints=dict, world=world).train()
 
 
 def _disk_full(run: Run, cause: OSError, doing: str) -> DiskFull:
@@ -123,11 +140,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume")
     parser.add_argument("--lock-fd", type=int,
                         help="the run lock, inherited from the starter (jobs.start_detached)")
+    parser.add_argument("--nproc-per-node", type=int,
+                        help="launch this many ranks under torchrun (default: the config's)")
+    parser.add_argument("--nnodes", type=int, default=1)
+    parser.add_argument("--node-rank", type=int, default=0)
+    parser.add_argument("--rdzv-endpoint")
     args = parser.parse_args(argv)
     # No terminal to hang up on (new session), but be explicit: a closing SSH
     # session must not end training.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     run = Run(args.run)
+    try:
+        world = world_from_env()
+    except TuiFtError as exc:
+        print(f"[{now_iso()}] not started: {exc}", flush=True)
+        return 1
+    if world.distributed:
+        # A rank under torchrun: tui-ft's launcher holds the run lock; under a plain
+        # torchrun (or accelerate launch) rank 0 takes it.
+        if world.is_main and not os.environ.get(LAUNCHED_ENV):
+            try:
+                from .jobs import lock_run
+
+                args.lock_fd = lock_run(run)
+            except TuiFtError as exc:
+                print(f"[{now_iso()}] not started: {exc}", flush=True)
+                return 1
+        return _run_worker(run, args, f"rank {world.rank}/{world.world_size}")
     if args.lock_fd is None:
         from .jobs import lock_run
 
@@ -137,7 +176,36 @@ def main(argv: list[str] | None = None) -> int:
         except TuiFtError as exc:
             print(f"[{now_iso()}] not started: {exc}", flush=True)
             return 1
-    print(f"[{now_iso()}] worker {os.getpid()} starting {run.path}", flush=True)
+    launch = _launch_of(run, args)
+    if launch.distributed:
+        print(f"[{now_iso()}] launcher {os.getpid()}: torchrun with "
+              f"{launch.nproc_per_node} process(es) per node, {launch.nnodes} node(s), "
+              f"for {run.path}", flush=True)
+        try:
+            state = run_distributed(run, launch,
+                                    resume=Path(args.resume) if args.resume else None)
+        except BaseException as exc:
+            _record_failure(run, f"the launcher failed: {type(exc).__name__}: {exc}")
+            traceback.print_exc()
+            return 1
+        print(f"[{now_iso()}] {state}", flush=True)
+        return 0 if state in ("finished", "stopped") else 1
+    return _run_worker(run, args, "worker")
+
+
+def _launch_of(run: Run, args) -> Launch:
+    nproc = args.nproc_per_node
+    if nproc is None:
+        try:
+            nproc = TrainConfig.load(run.config_path, recorded=True).nproc_per_node
+        except TuiFtError:
+            nproc = 1  # the worker says what is wrong with the config
+    return Launch(nproc_per_node=nproc, nnodes=args.nnodes, node_rank=args.node_rank,
+                  rdzv_endpoint=args.rdzv_endpoint)
+
+
+def _run_worker(run: Run, args, who: str) -> int:
+    print(f"[{now_iso()}] {who} {os.getpid()} starting {run.path}", flush=True)
     try:
         state = run_in_process(run, resume=Path(args.resume) if args.resume else None)
     except TuiFtError as exc:

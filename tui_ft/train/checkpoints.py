@@ -36,10 +36,22 @@ def rng_state() -> dict:
     return state
 
 
-def set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict, rank: int = 0) -> None:
+    """Restore the random state saved by `rank` (a checkpoint of several ranks holds
+    each one's in `ranks`; rank 0's is also the top level, as one process saves it)."""
+    ranks = state.get("ranks")
+    if rank and isinstance(ranks, list) and rank < len(ranks):
+        state = ranks[rank]
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def ranks_rng_state(states: list[dict]) -> dict:
+    """rng.pt's content for the random states of every rank, rank 0's first."""
+    if len(states) == 1:
+        return states[0]
+    return {**states[0], "ranks": states}
 
 
 def _save(obj, path: Path) -> None:
@@ -50,8 +62,9 @@ def _save(obj, path: Path) -> None:
 
 
 def save_checkpoint(run: Run, step: int, *, model, optimizer, scheduler, scaler,
-                    trainer_state: dict) -> CheckpointInfo:
-    """Write checkpoint-`step` atomically and return it."""
+                    trainer_state: dict, rng: dict | None = None) -> CheckpointInfo:
+    """Write checkpoint-`step` atomically and return it. `rng`: the random states to
+    save (ranks_rng_state), else this process's."""
     name = f"checkpoint-{step}"
     run.checkpoints_dir.mkdir(parents=True, exist_ok=True)
     tmp = run.checkpoints_dir / f"{TMP_PREFIX}{name}-{os.getpid()}"
@@ -64,7 +77,7 @@ def save_checkpoint(run: Run, step: int, *, model, optimizer, scheduler, scaler,
         _save(scheduler.state_dict(), tmp / SCHEDULER)
         if scaler is not None:
             _save(scaler.state_dict(), tmp / SCALER)
-        _save(rng_state(), tmp / RNG)
+        _save(rng if rng is not None else rng_state(), tmp / RNG)
         with open_synced(tmp / TRAINER_STATE) as f:
             f.write((json.dumps(trainer_state, indent=1) + "\n").encode("utf-8"))
         write_checkpoint_marker(tmp, step)
@@ -162,9 +175,10 @@ def read_trainer_state(folder: Path) -> dict:
     return state
 
 
-def load_training_state(folder: Path, *, optimizer, scheduler, scaler, device) -> dict:
-    """Restore optimizer, scheduler, scaler and RNG from a checkpoint folder; returns
-    its trainer state. The model weights are loaded separately (load_model)."""
+def load_training_state(folder: Path, *, optimizer, scheduler, scaler, device,
+                        rank: int = 0) -> dict:
+    """Restore optimizer, scheduler, scaler and `rank`'s RNG from a checkpoint folder;
+    returns its trainer state. The model weights are loaded separately (load_model)."""
     state = read_trainer_state(folder)
     try:
         optimizer.load_state_dict(torch.load(folder / OPTIMIZER, map_location=device,
@@ -172,7 +186,7 @@ def load_training_state(folder: Path, *, optimizer, scheduler, scaler, device) -
         scheduler.load_state_dict(torch.load(folder / SCHEDULER, weights_only=True))
         if scaler is not None and (folder / SCALER).is_file():
             scaler.load_state_dict(torch.load(folder / SCALER, weights_only=True))
-        set_rng_state(torch.load(folder / RNG, weights_only=True))
+        set_rng_state(torch.load(folder / RNG, weights_only=True), rank)
     except FileNotFoundError as exc:
         raise RunError(f"{folder}: incomplete checkpoint ({Path(exc.filename).name} "
                        "missing)") from None

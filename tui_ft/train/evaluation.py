@@ -12,6 +12,7 @@ from ..config import TrainConfig
 from ..data.batches import Example
 from ..errors import TrainingError
 from ..runfolder import Run
+from .distributed import World, reduce_sum
 from .monitor import EarlyStopping, OverfitMonitor
 from .state import better
 
@@ -23,8 +24,9 @@ class Evaluation:
     def __init__(self, config: TrainConfig, run: Run, val: list[Example], *,
                  monitor: OverfitMonitor, stopper: EarlyStopping | None,
                  loss_sum: Callable[[dict], torch.Tensor], collate: Callable[[list], dict],
-                 emit: Callable[[dict], None], device: torch.device) -> None:
-        self.config, self.run, self.val = config, run, val
+                 emit: Callable[[dict], None], device: torch.device,
+                 world: World = World()) -> None:
+        self.config, self.run, self.val, self.world = config, run, val, world
         self.monitor, self.stopper = monitor, stopper
         self.loss_sum, self.collate, self.emit, self.device = loss_sum, collate, emit, device
 
@@ -41,12 +43,16 @@ class Evaluation:
         targets = 0
         # Sorted by length so each batch pads little; the order does not change the sum.
         order = sorted(range(len(self.val)), key=lambda i: len(self.val[i].input_ids))
-        for start in range(0, len(order), c.per_device_eval_batch_size):
-            examples = [self.val[i] for i in order[start:start + c.per_device_eval_batch_size]]
+        size = c.per_device_eval_batch_size
+        # Several ranks: batch b is rank (b mod world size)'s; the sums are reduced.
+        starts = list(range(0, len(order), size))[self.world.rank::self.world.world_size]
+        for start in starts:
+            examples = [self.val[i] for i in order[start:start + size]]
             total += self.loss_sum(self.collate(examples))
             targets += sum(e.n_targets for e in examples)
         model.train()
-        val_loss = (total / max(1, targets)).item()
+        summed, targets = reduce_sum([total, targets], self.world, self.device).tolist()
+        val_loss = summed / max(1, targets)
         if not math.isfinite(val_loss):
             raise TrainingError(f"the validation loss is NaN or infinite at step {step}")
         s["last_eval_step"] = step

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
@@ -18,11 +19,11 @@ from ..data.batches import Example, Pack, batch_order, encode_records
 from ..data.styles import load_styles
 from ..errors import TrainingError
 from ..model.loss import lm_loss_sum
-from ..model.precision import pick_device
 from ..model.weights import load_model
 from . import checkpoints as ckpt
 from .batching import Collator, item_length, pack
 from .compiled import HiddenStates
+from .distributed import World, any_rank, finish, gather, init, reduce_sum, wrap_ddp
 from .evaluation import Evaluation
 from .hostmem import keep_freed_memory, release_free_memory
 from .monitor import EarlyStopping, OverfitMonitor, load_monitor_state, monitor_state
@@ -32,6 +33,10 @@ from .stopping import StopRequests
 from .state import best_fields, better, new_state, resumed_state
 from ..runfolder import Run, now_iso
 from .scalars import ScalarLog
+
+
+# Seconds between a rank's heartbeats (runfolder.Run.write_heartbeat).
+HEARTBEAT_EVERY = 2.0
 
 
 class _StopRequested(Exception):
@@ -46,20 +51,37 @@ def set_dropout(model: torch.nn.Module, p: float) -> None:
             module.dropout = p
 
 
+class _LossModule(torch.nn.Module):
+    """The whole forward pass and loss of a batch as one module, for DDP to wrap: its
+    gradient hooks then see every use of a weight (the tied output layer too)."""
+
+    def __init__(self, model: torch.nn.Module, loss_sum: Callable[[dict], torch.Tensor]):
+        super().__init__()
+        self.model = model
+        self._loss_sum = loss_sum
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        return self._loss_sum(batch)
+
+
 class Trainer:
     """Runs one training run into `run`. `stop_at_step` stops as a stop request
-    would, right after that step (tests use it to cut a run at a known place)."""
+    would, right after that step (tests use it to cut a run at a known place).
+    `world`: this process's rank among several (distributed.py); only rank 0 writes
+    the run folder, which the others are given read-only (runfolder.ReadOnlyRun)."""
 
     def __init__(self, config: TrainConfig, run: Run, *, resume_from: Path | None = None,
                  on_event: Callable[[dict], None] | None = None,
                  stop_at_step: int | None = None,
                  model_runs: Callable[[str], Path | None],
-                 graded_checkpoints: Callable[[], dict[str, int]]) -> None:
+                 graded_checkpoints: Callable[[], dict[str, int]],
+                 world: World = World()) -> None:
         # From the run layer above (runs/worker.py): `model_runs` finds the checkpoint
         # a run named as the model stands for (load_model's `runs`), and
         # `graded_checkpoints` reads which checkpoints hold grades (rotation keeps them).
         self.model_runs = model_runs
         self.graded_checkpoints = graded_checkpoints
+        self.world = world
         self.config = config
         self.run_dir = run
         self.resume_from = resume_from
@@ -72,6 +94,8 @@ class Trainer:
     # -- events ----------------------------------------------------------------------
 
     def emit(self, record: dict) -> None:
+        if not self.world.is_main:
+            return
         # Wall time lets a reader that attaches later work out speed and ETA.
         record.setdefault("time", round(time.time(), 3))
         self.run_dir.append_metrics(record)
@@ -122,23 +146,28 @@ class Trainer:
         (KeyboardInterrupt): the last checkpoint written stays the resume point."""
         c = self.config
         with self.stops.signals_handled():
-            self.scalars = ScalarLog(Path(c.logging_dir).expanduser() if c.logging_dir
-                                     else self.run_dir.path / "logs")
+            if self.world.is_main:
+                self.scalars = ScalarLog(Path(c.logging_dir).expanduser() if c.logging_dir
+                                         else self.run_dir.path / "logs")
             try:
                 return self._train()
             finally:
-                self.scalars.close()
+                if self.scalars is not None:
+                    self.scalars.close()
                 self.scalars = None
+                finish(self.world)
 
     def _train(self) -> str:
         c = self.config
         run = self.run_dir
-        device = pick_device(c.device)
+        world = self.world
+        device = init(world, c.device)
         if c.fp16 and device.type != "cuda":
             raise TrainingError("fp16 needs a CUDA device; use bf16 or fp32 on "
                                 f"{device.type}")
         torch.manual_seed(c.seed)
-        ckpt.remove_partial(run)
+        if world.is_main:
+            ckpt.remove_partial(run)
         # Big tensors freed and made again every step: keep their pages (hostmem.py).
         host_memory = "kept" if device.type == "cpu" and keep_freed_memory() else "default"
 
@@ -150,12 +179,18 @@ class Trainer:
         if c.gradient_checkpointing:
             model.config = replace(model.config, activation_checkpointing=True)
         set_dropout(model, c.dropout)
+        if world.rank:
+            # The same weights on every rank (the same seed above); each rank its own
+            # dropout masks from here on. Rank 0 keeps the one-process stream.
+            torch.manual_seed(c.seed + world.rank)
         train, val = self._load_data(model.config.context_length)
         if c.packing:
             train, packing = pack(train, self.max_length, seed=c.seed)
             self.emit({"step": 0, "epoch": 0.0, "event": "packing", **packing})
         lengths = [item_length(item) for item in train]
-        micro_per_epoch = math.ceil(len(train) / c.per_device_train_batch_size)
+        # Global micro-batches: per-device batch x ranks (HF's meaning).
+        self.global_batch = c.per_device_train_batch_size * world.world_size
+        micro_per_epoch = math.ceil(len(train) / self.global_batch)
         steps_per_epoch = math.ceil(micro_per_epoch / c.gradient_accumulation_steps)
         total_steps = (c.max_steps if c.max_steps > 0
                        else math.ceil(steps_per_epoch * c.num_train_epochs))
@@ -168,8 +203,18 @@ class Trainer:
         state = new_state()
         if self.resume_from is not None:
             saved = ckpt.load_training_state(self.resume_from, optimizer=optimizer,
-                                             scheduler=scheduler, scaler=scaler, device=device)
+                                             scheduler=scheduler, scaler=scaler, device=device,
+                                             rank=world.rank)
+            if saved.get("world_size", 1) != world.world_size:
+                raise TrainingError(
+                    f"{self.resume_from.name} was saved by {saved.get('world_size', 1)} "
+                    f"process(es) and this resume has {world.world_size}: its place in the "
+                    f"data is counted in global batches of that many ranks; resume with "
+                    f"--nproc-per-node {saved.get('world_size', 1)}")
             state = resumed_state(saved)
+            if not world.is_main:
+                # The loss sums saved are over all ranks: counted once, on rank 0.
+                state["log_loss_sum"] = state["eval_loss_sum"] = 0.0
             load_monitor_state(monitor, saved.get("monitor", {}))
             if stopper is not None:
                 stopper.load_state_dict(saved.get("early_stopping") or {})
@@ -178,26 +223,35 @@ class Trainer:
                        "checkpoint": self.resume_from.name})
 
         self.state = state
+        effective = self.global_batch * c.gradient_accumulation_steps
         run.write_status(state="running", step=state["global_step"], total_steps=total_steps,
                          steps_per_epoch=steps_per_epoch, model=info.describe(),
                          device=str(device), precision=c.precision, error=None,
-                         stopped_by=None, started_at=now_iso(), **best_fields(state))
+                         stopped_by=None, started_at=now_iso(), world_size=world.world_size,
+                         effective_batch_size=effective, **best_fields(state))
         self.emit({"step": state["global_step"], "epoch": state["global_step"] /
                    steps_per_epoch, "event": "start", "total_steps": total_steps,
                    "steps_per_epoch": steps_per_epoch, "device": str(device),
                    "precision": c.precision, "parameters": model.num_parameters(),
-                   "host_memory": host_memory})
+                   "host_memory": host_memory, "world_size": world.world_size,
+                   "per_device_train_batch_size": c.per_device_train_batch_size,
+                   "gradient_accumulation_steps": c.gradient_accumulation_steps,
+                   "effective_batch_size": effective})
 
         self.model, self.optimizer, self.scheduler, self.scaler = model, optimizer, scheduler, scaler
         self.collate = Collator(c, device, self.max_length)
         self.hidden = HiddenStates(model, c, device, self.emit,
                                    step=lambda: self.state["global_step"])
+        # Several ranks: the forward pass and loss run inside DDP, which averages the
+        # gradients over ranks as they are made (distributed.py).
+        self.ddp = (wrap_ddp(_LossModule(model, self._loss_sum), device)
+                    if world.distributed else None)
         self.monitor, self.stopper, self.state = monitor, stopper, state
         self.device, self.steps_per_epoch, self.total_steps = device, steps_per_epoch, total_steps
         self.micro_per_epoch = micro_per_epoch
         self.evaluate = Evaluation(c, run, val, monitor=monitor, stopper=stopper,
                                    loss_sum=self._loss_sum, collate=self.collate,
-                                   emit=self.emit, device=device)
+                                   emit=self.emit, device=device, world=world)
         try:
             final = self._loop(train, lengths, micro_per_epoch)
         except _StopRequested:
@@ -223,7 +277,7 @@ class Trainer:
               micro_per_epoch: int) -> str:
         c, s = self.config, self.state
         model, optimizer, scheduler, scaler = self.model, self.optimizer, self.scheduler, self.scaler
-        device = self.device
+        device, world = self.device, self.world
         ga = c.gradient_accumulation_steps
         pin = device.type == "cuda"
         log_loss = torch.zeros((), device=device)
@@ -235,25 +289,43 @@ class Trainer:
         eval_loss += s["eval_loss_sum"]
         seen_tokens = 0
         t_log = time.perf_counter()
+        self.beat = -math.inf
+        if world.distributed:
+            self.run_dir.write_heartbeat(world.rank, s["global_step"])
         model.train()
         epoch = s["epoch_index"]
         while s["global_step"] < self.total_steps:
-            order = batch_order(lengths, c.per_device_train_batch_size, seed=c.seed,
+            order = batch_order(lengths, self.global_batch, seed=c.seed,
                                 epoch=epoch, shuffle=True, group_by_length=c.group_by_length)
             micro = s["micro_in_epoch"]
             while micro < len(order) and s["global_step"] < self.total_steps:
                 window = [[train[j] for j in b] for b in order[micro:micro + ga]]
                 micro += len(window)
+                # Learned tokens of the whole step, over all ranks: each rank knows them.
                 targets = sum(e.n_targets for b in window for e in b)
-                for examples in window:
-                    loss_sum = self._loss_sum(self.collate(examples, pin=pin))
-                    loss = loss_sum / max(1, targets)
-                    (scaler.scale(loss) if scaler is not None else loss).backward()
+                for i, global_examples in enumerate(window):
+                    examples, weight = world.shard(global_examples), 1.0
+                    if not examples:
+                        # A last global batch with fewer examples than ranks: this rank
+                        # runs one with no weight, as every rank must run the step.
+                        examples, weight = global_examples[:1], 0.0
+                    sync = self.ddp is None or i == len(window) - 1
+                    with nullcontext() if sync else self.ddp.no_sync():
+                        batch = self.collate(examples, pin=pin)
+                        loss_sum = (self.ddp(batch) if self.ddp is not None
+                                    else self._loss_sum(batch))
+                        if weight != 1.0:
+                            loss_sum = loss_sum * weight
+                        # DDP averages the ranks' gradients: times the world size, the
+                        # sum over ranks of loss sums over the global token count.
+                        loss = loss_sum * (world.world_size / max(1, targets))
+                        (scaler.scale(loss) if scaler is not None else loss).backward()
                     detached = loss_sum.detach()
                     nonfinite |= ~torch.isfinite(detached)
                     log_loss += detached
                     eval_loss += detached
-                    seen_tokens += sum(item_length(e) for e in examples)
+                    if weight:
+                        seen_tokens += sum(item_length(e) for e in examples)
                 if scaler is not None:
                     scaler.unscale_(optimizer)
                 if c.max_grad_norm > 0:
@@ -267,6 +339,9 @@ class Trainer:
                 optimizer.zero_grad(set_to_none=True)
                 s["global_step"] += 1
                 s["epoch_index"], s["micro_in_epoch"] = epoch, micro
+                if world.distributed and time.monotonic() - self.beat >= HEARTBEAT_EVERY:
+                    self.beat = time.monotonic()
+                    self.run_dir.write_heartbeat(world.rank, s["global_step"])
                 log_tokens += targets
                 s["eval_tokens"] += targets
                 s["log_steps"] += 1
@@ -278,11 +353,12 @@ class Trainer:
                 if step % c.logging_steps == 0 or last:
                     now = time.perf_counter()
                     self._check_finite(nonfinite, step)
-                    train_loss = (log_loss / max(1, log_tokens)).item()
+                    summed, tokens = reduce_sum([log_loss, seen_tokens], world, device).tolist()
+                    train_loss = summed / max(1, log_tokens)
                     self.emit({"step": step, "epoch": round(epoch_f, 4),
                                "train_loss": train_loss,
                                "lr": scheduler.get_last_lr()[0],
-                               "tokens_per_s": round(seen_tokens / max(1e-9, now - t_log), 1)})
+                               "tokens_per_s": round(tokens / max(1e-9, now - t_log), 1)})
                     self.run_dir.write_status(step=step, epoch=round(epoch_f, 4),
                                               train_loss=train_loss, durable=False)
                     log_loss.zero_()
@@ -295,20 +371,25 @@ class Trainer:
                 stop_early = False
                 if evaluate:
                     self._check_finite(nonfinite, step)
-                    window_train = (eval_loss / max(1, s["eval_tokens"])).item()
+                    window_train = (reduce_sum([eval_loss], world, device)[0].item()
+                                    / max(1, s["eval_tokens"]))
                     eval_loss.zero_()
                     s["eval_tokens"] = 0
                     stop_early = self.evaluate(model, s, step, epoch_f, window_train)
                     release_free_memory()
                 save = (c.save_strategy == "steps" and step % c.save_steps == 0) or \
                        (c.save_strategy == "epoch" and end_of_epoch) or last or stop_early
-                stopping = self.stops.requested() or step == self.stop_at_step
+                asked = self.stops.requested()
+                # Every rank stops at the same step: a stop asked of one (SIGTERM to
+                # rank 0 from 'tui-ft stop', Ctrl-C) is heard by all.
+                stopping = any_rank(asked, world, device) or step == self.stop_at_step
                 if stopping and self.stops.by is None:
-                    self.stops.by = "stop_at_step"
+                    self.stops.by = ("stop_at_step" if step == self.stop_at_step
+                                     else "another rank")
                 if save or stopping:
                     self._check_finite(nonfinite, step)
-                    s["log_loss_sum"] = float(log_loss.item())
-                    s["eval_loss_sum"] = float(eval_loss.item())
+                    s["log_loss_sum"], s["eval_loss_sum"] = reduce_sum(
+                        [log_loss, eval_loss], world, device).tolist()
                     self._save(step, epoch_f, evaluated=evaluate)
                     release_free_memory()
                 if stop_early:
@@ -327,7 +408,7 @@ class Trainer:
         return "finished"
 
     def _check_finite(self, flag: torch.Tensor, step: int) -> None:
-        if bool(flag.item()):
+        if any_rank(bool(flag.item()), self.world, self.device):
             last = self.run_dir.checkpoints()
             keep = f"; the last good checkpoint is {last[-1].name}" if last else ""
             raise TrainingError(
@@ -343,14 +424,20 @@ class Trainer:
             s["best_metric"] = s["last_metric"]
         s["last_save_step"] = step
         trainer_state = dict(s)
+        # Every rank's random state (dropout), gathered to rank 0 which writes them.
+        rngs = gather(ckpt.rng_state(), self.world)
+        if not self.world.is_main:
+            return
         trainer_state.update({"epoch": epoch_f, "total_steps": self.total_steps,
+                              "world_size": self.world.world_size,
                               "monitor": monitor_state(self.monitor),
                               "early_stopping": (self.stopper.state_dict()
                                                  if self.stopper else None),
                               "saved_at": now_iso()})
         info = ckpt.save_checkpoint(self.run_dir, step, model=self.model,
                                     optimizer=self.optimizer, scheduler=self.scheduler,
-                                    scaler=self.scaler, trainer_state=trainer_state)
+                                    scaler=self.scaler, trainer_state=trainer_state,
+                                    rng=ckpt.ranks_rng_state(rngs))
         # The one just saved stays too (it is the newest, unless a resume from an
         # earlier checkpoint left later ones behind).
         keep = {info.name} | ({s["best_checkpoint"]} if s["best_checkpoint"] else set())
