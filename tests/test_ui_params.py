@@ -109,7 +109,7 @@ async def test_bad_values_show_the_reason_and_leave_the_config_alone():
         screen = await params_screen(pilot)
         before = app.state.config
         await type_into(pilot, screen, "num_train_epochs", "-1")
-        assert screen.form.problem_text("num_train_epochs") == "\u2717 must be greater than 0"
+        assert screen.form.problem_text("num_train_epochs") == "\u2717 must be greater than 0 and at most 1000000"
         await type_into(pilot, screen, "per_device_train_batch_size", "eight")
         assert "must be a whole number" in screen.form.problem_text(
             "per_device_train_batch_size")

@@ -23,6 +23,19 @@ GROUPS = ("model", "data", "optimisation", "evaluation and checkpoints", "precis
 STRATEGIES = ("no", "steps", "epoch")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# Upper bounds of the numeric fields. Every number has both bounds so that a typo
+# (1e308 epochs, a 30-digit seed) is refused by the check, naming the range, instead of
+# overflowing later inside the trainer (math.ceil of inf, torch.manual_seed's int64).
+# Each is far past any run this tool can make, so no real config meets one.
+MAX_SEED = 2**32 - 1  # every RNG the seeds reach takes 0..2**32-1 (torch, random, numpy)
+MAX_STEPS = 10**9  # optimizer steps: years of training at a step a second
+MAX_EPOCHS = 10**6
+MAX_TOKENS = 2**20  # a sequence or answer length, 1024 times GPT-2's context
+MAX_BATCH = 65536  # records per batch, batches per optimizer step
+MAX_COUNT = 10**6  # checkpoints kept, evaluations waited
+MAX_LOSS_DELTA = 100.0  # a change of a loss in nats; GPT-2 starts near ln(50257) = 10.8
+MAX_GRAD_NORM = 1e6
+MAX_TEMPERATURE = 100.0  # already indistinguishable from uniform sampling
 
 
 class ConfigError(TuiFtError):
@@ -90,7 +103,7 @@ class TrainConfig:
                             "Train / validation / test fractions (or percentages).", list)
     split_seed: int = _p(123, "data",
                          "Seed of the split. A record's split depends only on its id and this.",
-                         int)
+                         int, minimum=0, maximum=MAX_SEED)
     split_method: str = _p("hash", "data",
                            "hash: each record's split is fixed by its id (or content) and "
                            "the seed, stable when the file is edited; ordered: file order as "
@@ -101,7 +114,8 @@ class TrainConfig:
                            "Learn only the answers: every prompt token's target is -100.")
     max_length: int | None = _p(None, "data",
                                 "Truncate sequences to this many tokens (empty: the model's "
-                                "context).", int, minimum=2, optional=True)
+                                "context).", int, minimum=2, maximum=MAX_TOKENS,
+                                optional=True)
     group_by_length: bool = _p(False, "data",
                                "Batch records of similar length together (less padding).")
     packing: bool = _p(False, "data",
@@ -112,23 +126,24 @@ class TrainConfig:
                                         "Pad each batch to a multiple of this many tokens: "
                                         "few shapes for torch.compile and CUDA graphs "
                                         "(empty: 64 with torch_compile, else none).", int,
-                                        minimum=1, optional=True)
+                                        minimum=1, maximum=MAX_TOKENS, optional=True)
     # -- optimisation ------------------------------------------------------------
     output_dir: str | None = _p(None, "optimisation",
                                 "Run folder (empty: a new folder under the runs directory).",
                                 str, optional=True)
     num_train_epochs: float = _p(3.0, "optimisation", "Passes over the training split.",
-                                 float, minimum=0.0, exclusive_min=True)
+                                 float, minimum=0.0, exclusive_min=True,
+                                 maximum=MAX_EPOCHS)
     max_steps: int = _p(-1, "optimisation",
                         "Stop after this many optimizer steps (-1: use num_train_epochs).",
-                        int, minimum=-1)
+                        int, minimum=-1, maximum=MAX_STEPS)
     per_device_train_batch_size: int = _p(8, "optimisation", "Records per training batch.",
-                                          int, minimum=1)
+                                          int, minimum=1, maximum=MAX_BATCH)
     per_device_eval_batch_size: int = _p(8, "optimisation", "Records per evaluation batch.",
-                                         int, minimum=1)
+                                         int, minimum=1, maximum=MAX_BATCH)
     gradient_accumulation_steps: int = _p(1, "optimisation",
                                           "Batches added up before each optimizer step.",
-                                          int, minimum=1)
+                                          int, minimum=1, maximum=MAX_BATCH)
     nproc_per_node: int = _p(1, "optimisation",
                              "Processes (one per GPU) training this run together under "
                              "torchrun with DDP. The batch size is per process: the "
@@ -148,35 +163,40 @@ class TrainConfig:
     adam_beta2: float = _p(0.999, "optimisation", "AdamW beta2.", float, minimum=0.0,
                            maximum=1.0, exclusive_max=True)
     adam_epsilon: float = _p(1e-8, "optimisation", "AdamW epsilon.", float, minimum=0.0,
-                             exclusive_min=True)
+                             exclusive_min=True, maximum=1.0)
     lr_scheduler_type: str = _p("linear", "optimisation",
                                 "Learning-rate schedule after warmup.", choices=SCHEDULERS)
-    warmup_steps: int = _p(0, "optimisation", "Steps of linear warmup from 0.", int, minimum=0)
+    warmup_steps: int = _p(0, "optimisation", "Steps of linear warmup from 0.", int, minimum=0,
+                       maximum=MAX_STEPS)
     warmup_ratio: float = _p(0.0, "optimisation",
                              "Warmup as a fraction of all steps (used when warmup_steps is 0).",
                              float, minimum=0.0, maximum=1.0)
     max_grad_norm: float = _p(1.0, "optimisation",
                               "Clip the gradient norm to this (0: no clipping).", float,
-                              minimum=0.0)
-    seed: int = _p(42, "optimisation", "Seed of initialisation, shuffling and dropout.", int)
+                              minimum=0.0, maximum=MAX_GRAD_NORM)
+    seed: int = _p(42, "optimisation", "Seed of initialisation, shuffling and dropout.", int,
+                minimum=0, maximum=MAX_SEED)
     # -- evaluation and checkpoints ---------------------------------------------
     eval_strategy: str = _p("steps", "evaluation and checkpoints",
                             "When to compute validation loss: no, steps or epoch.",
                             choices=STRATEGIES)
     eval_steps: int = _p(50, "evaluation and checkpoints",
-                         "Evaluate every this many steps (eval_strategy: steps).", int, minimum=1)
+                         "Evaluate every this many steps (eval_strategy: steps).", int, minimum=1,
+                         maximum=MAX_STEPS)
     logging_steps: int = _p(10, "evaluation and checkpoints",
                             "Log the averaged training loss every this many steps.", int,
-                            minimum=1)
+                            minimum=1, maximum=MAX_STEPS)
     logging_dir: str | None = _p(None, "evaluation and checkpoints",
                                  "Where logs go (empty: <run>/logs).", str, optional=True)
     save_strategy: str = _p("steps", "evaluation and checkpoints",
                             "When to save a checkpoint: no, steps or epoch.", choices=STRATEGIES)
     save_steps: int = _p(100, "evaluation and checkpoints",
-                         "Save every this many steps (save_strategy: steps).", int, minimum=1)
+                         "Save every this many steps (save_strategy: steps).", int, minimum=1,
+                         maximum=MAX_STEPS)
     save_total_limit: int | None = _p(3, "evaluation and checkpoints",
                                       "Keep at most this many checkpoints (the best is always "
-                                      "kept; empty: keep all).", int, minimum=1, optional=True)
+                                      "kept; empty: keep all).", int, minimum=1,
+                                      maximum=MAX_COUNT, optional=True)
     load_best_model_at_end: bool = _p(True, "evaluation and checkpoints",
                                       "At the end, restore the checkpoint with the best metric.")
     metric_for_best_model: str = _p("eval_loss", "evaluation and checkpoints",
@@ -186,16 +206,19 @@ class TrainConfig:
     early_stopping_patience: int | None = _p(None, "evaluation and checkpoints",
                                              "Stop after this many evaluations without "
                                              "improvement (empty: never).", int, minimum=1,
-                                             optional=True)
+                                             maximum=MAX_COUNT, optional=True)
     early_stopping_threshold: float = _p(0.0, "evaluation and checkpoints",
                                          "Smallest change of the metric that counts as "
-                                         "improvement.", float, minimum=0.0)
+                                         "improvement.", float, minimum=0.0,
+                                         maximum=MAX_LOSS_DELTA)
     overfit_patience: int = _p(3, "evaluation and checkpoints",
                                "Alert when validation loss has not improved for this many "
-                               "evaluations while training loss kept falling.", int, minimum=1)
+                               "evaluations while training loss kept falling.", int, minimum=1,
+                               maximum=MAX_COUNT)
     overfit_min_delta: float = _p(0.01, "evaluation and checkpoints",
                                   "Smallest validation-loss improvement that counts (so the "
-                                  "alert ignores noise).", float, minimum=0.0)
+                                  "alert ignores noise).", float, minimum=0.0,
+                                  maximum=MAX_LOSS_DELTA)
     resume_from_checkpoint: str | None = _p(None, "evaluation and checkpoints",
                                             "Checkpoint folder to continue from exactly.", str,
                                             optional=True)
@@ -216,11 +239,12 @@ class TrainConfig:
     max_new_tokens: int = _p(128, "generation",
                              "Longest answer generated for a test record (lowered at "
                              "generation when the longest prompt leaves less room in the "
-                             "model's context).", int, minimum=1)
+                             "model's context).", int, minimum=1,
+                             maximum=MAX_TOKENS)
     temperature: float = _p(0.0, "generation", "0 is greedy; above 0 samples.", float,
-                            minimum=0.0)
+                            minimum=0.0, maximum=MAX_TEMPERATURE)
     top_k: int | None = _p(None, "generation", "Sample from the K most likely tokens.", int,
-                           minimum=1, optional=True)
+                           minimum=1, maximum=MAX_TOKENS, optional=True)
     top_p: float | None = _p(None, "generation", "Nucleus sampling threshold.", float,
                              minimum=0.0, exclusive_min=True, maximum=1.0, optional=True)
 
@@ -371,7 +395,10 @@ def coerce(name: str, value: Any) -> tuple[Any, str | None]:
         if isinstance(value, bool):
             return value, "must be a number"
         if isinstance(value, (int, float)):
-            value_out = float(value)
+            try:
+                value_out = float(value)
+            except OverflowError:  # an int past float's range (10**400)
+                return value, f"must be {range_text(meta)}"
         elif isinstance(value, str):
             try:
                 # YAML 1.1 reads 5e-5 as a string; accept it as the number it means.
@@ -416,17 +443,31 @@ def coerce(name: str, value: Any) -> tuple[Any, str | None]:
 
 def _check_range(value, meta) -> tuple[Any, str | None]:
     low, high = meta["min"], meta["max"]
-    if low is not None:
-        if meta["exclusive_min"] and value <= low:
-            return value, f"must be greater than {low:g}"
-        if value < low:
-            return value, f"must be at least {low:g}"
-    if high is not None:
-        if meta.get("exclusive_max") and value >= high:
-            return value, f"must be less than {high:g}"
-        if value > high:
-            return value, f"must be at most {high:g}"
+    too_low = low is not None and (value <= low if meta["exclusive_min"] else value < low)
+    too_high = high is not None and (value >= high if meta["exclusive_max"] else value > high)
+    if too_low or too_high:
+        return value, f"must be {range_text(meta)}"
     return value, None
+
+
+def range_text(meta: dict) -> str:
+    """The values a numeric field takes, as a refusal says it: 'at least 1 and at most
+    65536', 'greater than 0 and at most 1'."""
+    low, high = meta["min"], meta["max"]
+    parts = []
+    if low is not None:
+        parts.append(f"{'greater than' if meta['exclusive_min'] else 'at least'} "
+                     f"{_number(low)}")
+    if high is not None:
+        parts.append(f"{'less than' if meta['exclusive_max'] else 'at most'} {_number(high)}")
+    return " and ".join(parts)
+
+
+def _number(value: float) -> str:
+    """1000000, not 1e+06: a bound is read by someone about to type it."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def check(data: dict, *, recorded: bool = False,

@@ -58,3 +58,8 @@ def read_yaml_file(path: str | Path, error: type[TuiFtError] = TuiFtError) -> ob
         raise error(f"{where}: {problem}") from None
     except RecursionError:
         raise error(f"{path}: nested too deeply") from None
+    except ValueError as exc:
+        # A scalar the constructors cannot build: a date like 2026-13-45, an integer
+        # past Python's 4300-digit limit. The advice after ';' is about Python, not YAML.
+        raise error(f"{path}: a value YAML cannot read "
+                    f"({str(exc).split(';')[0]})") from None

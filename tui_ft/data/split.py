@@ -32,7 +32,7 @@ def check_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
         raise SplitError(f"split ratios need three numbers (train, val, test), got {len(ratios)}")
     try:
         values = [float(r) for r in ratios]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int past 1e308
         raise SplitError(f"split ratios must be numbers, got {list(ratios)!r}") from None
     if any(v < 0 or v != v for v in values):
         raise SplitError(f"split ratios must not be negative, got {values}")
