@@ -200,3 +200,39 @@ def test_snapshot_80x24(snap_compare, tmp_path):
         await wait_for(pilot, lambda: chart.redraws >= 1 and chart.val_points)
 
     assert snap_compare(create_app(run=run.path), terminal_size=(80, 24), run_before=settle)
+
+
+async def test_a_distributed_run_shows_its_ranks_and_names_a_silent_one(tmp_path):
+    """World size in the header, each rank's last heartbeat on hover, and a rank not
+    heard from for longer than RANK_SILENT_AFTER named on the problem line."""
+    import os
+    import time
+
+    from tui_ft.ui.screens.training_lines import RANK_SILENT_AFTER
+
+    metrics = [{"step": 0, "event": "start", "total_steps": 100, "device": "cpu",
+                "precision": "fp32", "world_size": 2, "per_device_train_batch_size": 4,
+                "gradient_accumulation_steps": 1, "effective_batch_size": 8},
+               {"step": 5, "train_loss": 3.0}]
+    run = write_run(tmp_path, metrics, {"state": "running", "step": 5, "world_size": 2})
+    run.write_status(pid=os.getpid())  # this process stands for rank 0: alive
+    run.write_heartbeat(0, 5)
+    run.write_heartbeat(1, 4)
+    app = create_app(run=run.path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        header = screen.query_one("#run-header")
+        await wait_for(pilot, lambda: "x 2 ranks" in str(header.content))
+        assert "rank 1: step 4" in str(header.tooltip)
+        problem = screen.query_one("#run-problem")
+        assert not problem.has_class("shown")
+        # Rank 1 goes quiet: its heartbeat is older than the bar.
+        beat = run.ranks_dir / "rank-1.json"
+        record = json.loads(beat.read_text())
+        record["time"] = time.time() - RANK_SILENT_AFTER - 30
+        beat.write_text(json.dumps(record))
+        screen.poll()
+        await wait_for(pilot, lambda: problem.has_class("shown"))
+        text = str(problem.content)
+        assert "rank 1" in text and "last step 4" in text and "rank 0" not in text
+        assert "silent for 5m" in text

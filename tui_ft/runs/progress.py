@@ -68,6 +68,9 @@ class ProgressState:
             self.resumed_from = m.get("checkpoint")
         if event == "start" and m.get("device"):
             self.device = f"{m['device']} {m.get('precision') or ''}".strip()
+            world = m.get("world_size")
+            if isinstance(world, int) and world > 1:
+                self.device += f" x {world} ranks"
         if "time" in m:
             if self.first_time is None or event in ("start", "resumed"):
                 self.first_time = (float(m["time"]), step)
@@ -118,8 +121,14 @@ def describe_event(m: dict) -> str:
                 f"{m.get('row_length')} tokens"
                 + (f", {100 * fill:.1f}% full" if isinstance(fill, (int, float)) else ""))
     if event == "start":
-        return (f"started: {m.get('total_steps')} steps on {m.get('device')} "
+        text = (f"started: {m.get('total_steps')} steps on {m.get('device')} "
                 f"({m.get('precision')})")
+        world = m.get("world_size")
+        if isinstance(world, int) and world > 1:
+            text += (f", {world} ranks: batch {m.get('per_device_train_batch_size')} per "
+                     f"rank x {world} x {m.get('gradient_accumulation_steps')} "
+                     f"accumulation = {m.get('effective_batch_size')} per step")
+        return text
     if event == "overfitting":
         return (f"overfitting since step {m.get('began_at_step')}; best "
                 f"{m.get('best_checkpoint') or 'step ' + str(m.get('best_step'))}")

@@ -213,6 +213,9 @@ class TrainingScreen(Screen):
         if self.run is None:
             return
         state = self.state()
+        world = self.status.get("world_size")
+        beats = (self.run.read_heartbeats() if isinstance(world, int) and world > 1
+                 and state == "running" else None)
         header = Text()
         header.append(visible(self.run.name, keep_newlines=False), style="bold")
         header.append(f"  {state}")
@@ -220,9 +223,13 @@ class TrainingScreen(Screen):
         self._header(header)
         # The whole description of the model where there is room for it: on hover.
         described = self.status.get("model")
+        if beats:
+            described = f"{described or ''}\n" + "\n".join(
+                f"rank {b['rank']}: step {b['step']}, heard {b['age']:.0f} s ago"
+                for b in beats)
         self.query_one("#run-header").tooltip = (visible(str(described)) if described
                                                  else None)
-        problem = problem_line(state, self.status)
+        problem = problem_line(state, self.status, beats)
         widget = self.query_one("#run-problem", Static)
         widget.set_class(bool(problem), "shown")
         widget.update(Text(visible(problem, keep_newlines=False)))

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from rich.cells import cell_len
 
+from ...runs.progress import format_duration
+
 SEPARATOR = " \u00b7 "
 
 # What goes first when the progress line does not fit: the epoch (the step says as
@@ -32,8 +34,29 @@ def fit_progress(parts: list[str], width: int, bar_width: int | None = None
     return kept, bar
 
 
-def problem_line(state: str, status: dict) -> str:
-    """What went wrong with a run that died or failed, and what to do; "" otherwise."""
+# A rank of a distributed run whose heartbeat is older than this is named. Ranks
+# beat every couple of seconds while they step; a checkpoint or an evaluation of a
+# big model holds every rank for a while, so the bar is high.
+RANK_SILENT_AFTER = 300.0
+
+
+def silent_ranks(beats: list[dict], threshold: float = RANK_SILENT_AFTER) -> str:
+    """The ranks (runfolder.Run.read_heartbeats) silent for longer than `threshold`
+    seconds, in one line; "" when every rank is heard."""
+    silent = [b for b in beats if b["age"] > threshold]
+    if not silent:
+        return ""
+    named = ", ".join(f"rank {b['rank']} (pid {b.get('pid')}, last step {b['step']})"
+                      for b in silent)
+    return (f"silent for {format_duration(max(b['age'] for b in silent))}: {named}; "
+            "x stops the run (the others wait for it at every step)")
+
+
+def problem_line(state: str, status: dict, beats: list[dict] | None = None) -> str:
+    """What went wrong with a run that died or failed, and what to do; "" otherwise.
+    `beats`: the ranks' heartbeats of a distributed run that is running."""
+    if state == "running" and beats:
+        return silent_ranks(beats)
     if state == "died":
         return ("the worker ended without a word (killed, or the machine restarted); "
                 "u resumes from the last checkpoint, s starts a new run")
