@@ -12,7 +12,7 @@ from ..data.dataset import Dataset
 from ..data.records import RecordError
 from ..data.split import parse_ratios, split_records
 from ..data.styles import load_styles
-from ..data.stats import length_stats, token_lengths
+from ..data.stats import counting_limit, length_stats, longer_than, token_lengths
 from ..errors import TuiFtError
 from ..text import visible
 
@@ -48,8 +48,10 @@ def inspect_dataset(path: str, config: TrainConfig | None = None,
     with Dataset(resolve_data_path(path), fields) as ds:
         scan = ds.scan()
         fmt = ds.format
-    # Token lengths are those the model sees: the rendered text plus <|endoftext|>.
-    lengths = token_lengths(scan.records, style)
+    # Token lengths are those the model sees: the rendered text plus <|endoftext|>,
+    # counted only so far past max_length (a record of 100 MB took a gigabyte).
+    limit = counting_limit(max_length)
+    lengths = token_lengths(scan.records, style, limit)
     stats = length_stats(lengths)
     splits = split_records(scan.records, seed=config.split_seed, ratios=config.split_ratios,
                            method=method)
@@ -65,6 +67,9 @@ def inspect_dataset(path: str, config: TrainConfig | None = None,
         "split_ratios": list(config.split_ratios),
         "splits": splits.sizes(),
         "tokens": stats.to_dict() if stats else None,
+        # A length above counted_to reads counted_to + 1: "longer", counted no further.
+        "counted_to": limit,
+        "longer_than_counted": longer_than(lengths, limit),
         "truncated": sum(1 for n in lengths if n > max_length),
         "kinds": {
             "alpaca": sum(1 for r in scan.records if r.messages is None),
@@ -108,8 +113,16 @@ def _print_inspect(report: dict) -> None:
               "with --instruction-key, --input-key or --output-key", file=out)
     t = report["tokens"]
     if t:
-        print(f"tokens ({report['style']} style, with <|endoftext|>): min {t['min']}, "
-              f"median {t['median']}, p95 {t['p95']}, max {t['max']}", file=out)
+        limit = report["counted_to"]
+
+        def shown(n):
+            return f"over {limit}" if n > limit else n
+
+        longer = report["longer_than_counted"]
+        print(f"tokens ({report['style']} style, with <|endoftext|>): min {shown(t['min'])}, "
+              f"median {shown(t['median'])}, p95 {shown(t['p95'])}, max {shown(t['max'])}"
+              + (f" ({longer} record{'s' if longer != 1 else ''} longer than {limit} "
+                 "tokens, counted no further)" if longer else ""), file=out)
     print(f"truncated at {report['max_length']} tokens: {report['truncated']}", file=out)
     errors = report["_error_texts"]
     if errors:
@@ -172,7 +185,8 @@ def cmd_preview(args) -> int:
     legend = "highlighted" if tty else "inside \u27e6 \u27e7"
     print(f"tokens: {len(input_ids)} (<|endoftext|> included); "
           f"learned: {n_learned} ({legend}), masked: {len(labels) - n_learned}"
-          + (f"; truncated from {example.full_length}" if example.truncated else ""))
+          + (f"; truncated from {'' if example.length_exact else 'more than '}"
+             f"{example.full_length}" if example.truncated else ""))
     print(_loss_view(input_ids, labels, tty))
     return 0
 

@@ -12,7 +12,7 @@ from typing import Sequence
 
 from .records import Record
 from .styles import Rendered, Style
-from .tokenizer import EOT_ID, encode, token_bytes
+from .tokenizer import EOT_ID, encode_prefix, token_bytes
 
 IGNORE_INDEX = -100
 GPT2_CONTEXT = 1024
@@ -24,6 +24,9 @@ class Example:
     labels: tuple[int, ...]
     # Length before truncation (end-of-text included), and whether it was cut.
     full_length: int
+    # False when the text was tokenized only as far as max_length could use:
+    # full_length is then a lower bound (the text is longer still).
+    length_exact: bool = True
 
     @property
     def truncated(self) -> bool:
@@ -61,19 +64,25 @@ def encode_rendered(rendered: Rendered, *, mask_prompt: bool = False,
                     max_length: int = GPT2_CONTEXT) -> Example:
     if max_length < 2:
         raise ValueError(f"max_length must be at least 2, got {max_length}")
-    ids = encode(rendered.text)
-    if mask_prompt:
-        trainable = trainable_tokens(rendered.text, ids, rendered.answer_spans)
-    else:
-        trainable = [True] * len(ids)
-    ids.append(EOT_ID)
-    trainable.append(True)  # the model must learn to stop
+    text, spans = rendered.text, rendered.answer_spans
+    # Only the tokens max_length can use, and the one after (the last label): a
+    # record of 100 MB was tokenized whole, for seconds and a gigabyte.
+    ids, covered = encode_prefix(text, max_length)
+    whole = covered == len(text)
+    if not whole:
+        text = text[:covered]
+        spans = [(start, min(end, covered)) for start, end in spans if start < covered]
+    trainable = trainable_tokens(text, ids, spans) if mask_prompt else [True] * len(ids)
+    if whole:
+        ids.append(EOT_ID)
+        trainable.append(True)  # the model must learn to stop
     full = len(ids)
     # Labels are the inputs shifted by one; truncation keeps the real next token
     # as the last label, as a causal LM sees it.
     labels = [ids[i + 1] if trainable[i + 1] else IGNORE_INDEX for i in range(full - 1)]
     labels.append(IGNORE_INDEX)
-    return Example(tuple(ids[:max_length]), tuple(labels[:max_length]), full)
+    return Example(tuple(ids[:max_length]), tuple(labels[:max_length]),
+                   full if whole else full + 1, length_exact=whole)
 
 
 def encode_record(record: Record, style: Style, *, mask_prompt: bool = False,

@@ -220,13 +220,26 @@ class Dataset:
             return RecordError(self.name, message, index=i)
         return RecordError(self.name, message, line=self.location(i))
 
-    def raw_text(self, i: int) -> str:
-        """The entry as it is in the file (for showing a bad record to the user)."""
+    def entry_size(self, i: int) -> int:
+        """At most how many bytes entry i takes in the file (blank lines after it
+        included), without reading it; 0 in a JSON list, read whole when opened."""
+        if self._items is not None or self._mm is None:
+            return 0
+        end = self._offsets[i + 1] if i + 1 < len(self._offsets) else len(self._mm)
+        return end - self._offsets[i]
+
+    def raw_text(self, i: int, limit: int | None = None) -> str:
+        """The entry as it is in the file (for showing a bad record to the user), its
+        first `limit` bytes only when given (a line can be a gigabyte)."""
         if self._items is not None:
-            return json.dumps(self._items[i], ensure_ascii=False, indent=2)
+            text = json.dumps(self._items[i], ensure_ascii=False, indent=2)
+            return text if limit is None else text[:limit]
         start = self._offsets[i]
         end = self._mm.find(b"\n", start)
-        return self._mm[start:end if end >= 0 else len(self._mm)].decode("utf-8", "replace")
+        end = end if end >= 0 else len(self._mm)
+        if limit is not None:
+            end = min(end, start + limit)
+        return self._mm[start:end].decode("utf-8", "replace")
 
     def value(self, i: int) -> object:
         """Entry i as decoded JSON, unchecked (InvalidRecord when it is not JSON): for

@@ -144,8 +144,39 @@ def content_key(obj: dict) -> str:
         payload = [[m["role"], m["content"]] for m in obj["messages"]]
     else:
         payload = [obj.get("instruction"), obj.get("input") or "", obj.get("output")]
-    blob = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-    return "h-" + hashlib.sha1(blob.encode("utf-8")).hexdigest()[:12]
+    flat = payload if "messages" not in obj else [v for pair in payload for v in pair]
+    if all(not isinstance(v, str) or len(v) <= _HASH_PIECE for v in flat):
+        blob = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+        return "h-" + hashlib.sha1(blob.encode("utf-8")).hexdigest()[:12]
+    digest = hashlib.sha1()
+    _hash_json(digest, payload)
+    return "h-" + digest.hexdigest()[:12]
+
+
+# Strings longer than this are hashed a piece at a time: one json.dumps of a 100 MB
+# field held every other thread (the app's screen too) for half a second.
+_HASH_PIECE = 1 << 20
+
+
+def _hash_json(digest, value) -> None:
+    """Feed `digest` the bytes of json.dumps(value, ensure_ascii=False, separators=
+    (",", ":")) (the same key), long strings a piece at a time (JSON escapes each
+    character on its own, so the pieces' escapes join into the whole's)."""
+    if isinstance(value, list):
+        digest.update(b"[")
+        for i, item in enumerate(value):
+            if i:
+                digest.update(b",")
+            _hash_json(digest, item)
+        digest.update(b"]")
+    elif isinstance(value, str) and len(value) > _HASH_PIECE:
+        digest.update(b'"')
+        for start in range(0, len(value), _HASH_PIECE):
+            piece = json.dumps(value[start:start + _HASH_PIECE], ensure_ascii=False)
+            digest.update(piece[1:-1].encode("utf-8"))
+        digest.update(b'"')
+    else:
+        digest.update(json.dumps(value, ensure_ascii=False).encode("utf-8"))
 
 
 def _parse_messages(raw: object) -> tuple[Message, ...]:

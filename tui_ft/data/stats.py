@@ -7,16 +7,46 @@ from typing import Sequence
 
 from .records import Record
 from .styles import Style
-from .tokenizer import encode_batch
+from .tokenizer import encode_batch, encode_prefix
 
 
-def token_lengths(records: Sequence[Record], style: Style, chunk: int = 20_000) -> list[int]:
-    """Tokens of each record rendered in `style`, with the appended <|endoftext|>."""
+def counting_limit(max_length: int) -> int:
+    """How far a record's tokens are counted: well past max_length (how far over it
+    records go tells whether to raise it), but bounded, since a record of 100 MB on
+    one line took seconds and a gigabyte to count whole."""
+    return max(4 * max_length, 4096)
+
+
+def token_lengths(records: Sequence[Record], style: Style, limit: int | None = None,
+                  chunk: int = 20_000) -> list[int]:
+    """Tokens of each record rendered in `style`, with the appended <|endoftext|>.
+    With `limit`, a record longer than that reads `limit + 1` ("more than limit"):
+    its tokens are counted no further."""
     lengths: list[int] = []
+    # Text up to this many characters costs little to count whole (in one batch,
+    # across threads); longer text is counted only until it passes `limit`.
+    long_text = None if limit is None else 4 * (limit + 1)
     for start in range(0, len(records), chunk):
         texts = [style.render(r).text for r in records[start:start + chunk]]
-        lengths.extend(len(ids) + 1 for ids in encode_batch(texts))
+        if long_text is None:
+            lengths.extend(len(ids) + 1 for ids in encode_batch(texts))
+            continue
+        short = [t for t in texts if len(t) <= long_text]
+        counts = iter([len(ids) + 1 for ids in encode_batch(short)])
+        for text in texts:
+            n = next(counts) if len(text) <= long_text else _counted(text, limit)
+            lengths.append(min(n, limit + 1))
     return lengths
+
+
+def _counted(text: str, limit: int) -> int:
+    ids, covered = encode_prefix(text, limit)
+    return len(ids) + 1 if covered == len(text) else limit + 1
+
+
+def longer_than(lengths: Sequence[int], limit: int | None) -> int:
+    """How many of `token_lengths(..., limit)` were counted no further than `limit`."""
+    return 0 if limit is None else sum(1 for n in lengths if n > limit)
 
 
 def percentile(sorted_values: list[int], q: float) -> int:

@@ -19,18 +19,22 @@ from textual.widgets import Input, Select, Static
 from textual.worker import get_current_worker
 
 from ...config import TrainConfig, resolve_data_path, short_data_path
-from ...data.batches import encode_record
+from ...data.batches import Example, encode_record
 from ...data.dataset import Dataset, ScanResult
 from ...data.records import RecordError, RecordFields
-from ...data.stats import token_lengths
+from ...data.stats import counting_limit, token_lengths
 from ...data.styles import StyleCatalog, load_styles
 from ...errors import TuiFtError
-from ...text import visible
+from ...text import format_bytes, visible
 from ..widgets.key_legend import KeyLegend
 from ..widgets.path_suggester import PathSuggester
 from ..widgets.prompt_preview import PromptPreview
-from ..widgets.record_list import RecordList
+from ..widgets.record_list import LARGE_ENTRY_BYTES, RecordList
 from .datasets_lines import error_lines, info_line
+
+
+# How much of a bad record's line the preview shows.
+RAW_SHOWN = 20_000
 
 
 class DatasetOpened(Message):
@@ -60,11 +64,23 @@ class ScanFinished(Message):
 
 
 class LengthsCounted(Message):
-    def __init__(self, result: ScanResult, style_name: str, lengths: list[int]) -> None:
+    def __init__(self, result: ScanResult, style_name: str, lengths: list[int],
+                 counted_to: int) -> None:
         super().__init__()
         self.result = result
         self.style_name = style_name
         self.lengths = lengths
+        self.counted_to = counted_to
+
+
+class PreviewBuilt(Message):
+    def __init__(self, request: tuple, title: str, example: Example | None,
+                 text: str) -> None:
+        super().__init__()
+        self.request = request
+        self.title = title
+        self.example = example
+        self.text = text
 
 
 class _Abandoned(Exception):
@@ -94,6 +110,10 @@ class DatasetsScreen(Screen):
         self.dataset: Dataset | None = None
         self.scan: ScanResult | None = None
         self.lengths: list[int] = []
+        # Lengths above this read counted_to + 1: counted no further (data/stats.py).
+        self.counted_to = 0
+        # What the preview shows, or is being built to show, in a worker.
+        self._preview_request: tuple | None = None
         self.catalog: StyleCatalog = load_styles()
         # Training's defaults until the shared configuration is read (on_screen_resume).
         defaults = TrainConfig()
@@ -146,6 +166,9 @@ class DatasetsScreen(Screen):
         elif changed:
             self.show_preview(self.query_one(RecordList).cursor)
             self._refresh_info()
+            if self.scan is not None and self.lengths and \
+                    counting_limit(max_length) != self.counted_to:
+                self._recount()
 
     def _update_config(self, **changes) -> None:
         from ...config import ConfigError, TrainConfig
@@ -209,11 +232,15 @@ class DatasetsScreen(Screen):
         if not worker.is_cancelled:
             self.post_message(ScanFinished(dataset, result))
 
-    @work(thread=True, exclusive=True, group="lengths", exit_on_error=False)
-    def _count_lengths(self, result: ScanResult, style_name: str) -> None:
-        lengths = token_lengths(result.records, self.catalog.get(style_name))
+    # A description of its own: Textual's default is the repr() of the arguments, made
+    # on the screen's thread, and the repr of every record (one of 100 MB) held the
+    # keys for 20 s.
+    @work(thread=True, exclusive=True, group="lengths", exit_on_error=False,
+          description="count tokens")
+    def _count_lengths(self, result: ScanResult, style_name: str, counted_to: int) -> None:
+        lengths = token_lengths(result.records, self.catalog.get(style_name), counted_to)
         if not get_current_worker().is_cancelled:
-            self.post_message(LengthsCounted(result, style_name, lengths))
+            self.post_message(LengthsCounted(result, style_name, lengths, counted_to))
 
     @on(DatasetOpened)
     def _dataset_opened(self, message: DatasetOpened) -> None:
@@ -233,6 +260,7 @@ class DatasetsScreen(Screen):
     @on(DatasetFailed)
     def _dataset_failed(self, message: DatasetFailed) -> None:
         self.load_error = message.error
+        self._preview_request = None
         self._set_info(Text(visible(message.error, keep_newlines=False), style="bold red"))
         self.query_one(PromptPreview).show_message(message.error)
 
@@ -247,7 +275,7 @@ class DatasetsScreen(Screen):
             return
         self.scan = message.result
         self.lengths = []
-        self._count_lengths(message.result, self.style_name)
+        self._count_lengths(message.result, self.style_name, counting_limit(self.max_length))
         records = self.query_one(RecordList)
         bad = len(message.result.errors)
         records.border_title = (f"records ({len(message.result.records):,}"
@@ -260,6 +288,7 @@ class DatasetsScreen(Screen):
         if message.result is not self.scan or message.style_name != self.style_name:
             return
         self.lengths = message.lengths
+        self.counted_to = message.counted_to
         self._refresh_info()
         self._refresh_side()
 
@@ -272,21 +301,60 @@ class DatasetsScreen(Screen):
     def show_preview(self, index: int) -> None:
         preview = self.query_one(PromptPreview)
         if self.dataset is None or not 0 <= index < len(self.dataset):
+            self._preview_request = None
             preview.show_message("no record")
             return
-        item = self.dataset.get(index)
-        if isinstance(item, RecordError):
-            preview.border_title = "bad record"
-            preview.show_message(f"{item}\n\n{self.dataset.raw_text(index)}")
+        request = (self.dataset, index, self.style_name, self.mask_prompt, self.max_length)
+        if request == self._preview_request:
+            return  # shown, or being built (opening a file highlights its first record too)
+        self._preview_request = request
+        size = self.dataset.entry_size(index)
+        if size <= LARGE_ENTRY_BYTES:
+            self._show_built(*self._build_preview(request))
             return
-        style = self.catalog.get(self.style_name)
-        example = encode_record(item, style, mask_prompt=self.mask_prompt,
-                                max_length=self.max_length)
-        learned = example.n_targets
-        preview.border_title = (
-            f"{style.name} \u00b7 {len(example.input_ids)} tokens \u00b7 {learned} learned"
-            f" \u00b7 mask {'on' if self.mask_prompt else 'off'}")
-        preview.show_example(example)
+        # Reading a record this large (its JSON, its rendering) would hold the keys
+        # for as long: it is built in a worker, and shown if still wanted.
+        preview.border_title = "preview"
+        preview.show_message(f"reading record {index} ({format_bytes(size)}) ...")
+        self._preview_worker(request)
+
+    @work(thread=True, exclusive=True, group="preview", exit_on_error=False,
+          description="build a preview")
+    def _preview_worker(self, request: tuple) -> None:
+        try:
+            built = self._build_preview(request)
+        except (TuiFtError, ValueError):
+            return  # the dataset was closed meanwhile: another file is shown
+        if not get_current_worker().is_cancelled:
+            self.post_message(PreviewBuilt(request, *built))
+
+    def _build_preview(self, request: tuple) -> tuple[str, Example | None, str]:
+        """(title, example, text): what the preview shows for `request`; a bad
+        record is its error and the start of its line."""
+        dataset, index, style_name, mask_prompt, max_length = request
+        item = dataset.get(index)
+        if isinstance(item, RecordError):
+            raw = dataset.raw_text(index, RAW_SHOWN)
+            more = " ..." if dataset.entry_size(index) > RAW_SHOWN else ""
+            return "bad record", None, f"{item}\n\n{raw}{more}"
+        style = self.catalog.get(style_name)
+        example = encode_record(item, style, mask_prompt=mask_prompt, max_length=max_length)
+        title = (f"{style.name} \u00b7 {len(example.input_ids)} tokens \u00b7 "
+                 f"{example.n_targets} learned \u00b7 mask {'on' if mask_prompt else 'off'}")
+        return title, example, ""
+
+    @on(PreviewBuilt)
+    def _preview_built(self, message: PreviewBuilt) -> None:
+        if message.request == self._preview_request:
+            self._show_built(message.title, message.example, message.text)
+
+    def _show_built(self, title: str, example: Example | None, text: str) -> None:
+        preview = self.query_one(PromptPreview)
+        preview.border_title = title
+        if example is None:
+            preview.show_message(text)
+        else:
+            preview.show_example(example)
 
     # -- info and side panel -----------------------------------------------------
 
@@ -298,7 +366,8 @@ class DatasetsScreen(Screen):
             return
         self._set_info(Text(info_line(self.dataset, self.scan, self.lengths, seed=self.seed,
                                       ratios=self.ratios, split_method=self.split_method,
-                                      max_length=self.max_length)))
+                                      max_length=self.max_length,
+                                      counted_to=self.counted_to)))
 
     def _refresh_side(self) -> None:
         panel = self.query_one("#side-panel")
@@ -369,9 +438,12 @@ class DatasetsScreen(Screen):
         self.show_preview(self.query_one(RecordList).cursor)
         if self.scan is not None:
             # Token lengths depend on the style: recount them.
-            self.lengths = []
-            self._refresh_info()
-            self._count_lengths(self.scan, self.style_name)
+            self._recount()
+
+    def _recount(self) -> None:
+        self.lengths = []
+        self._refresh_info()
+        self._count_lengths(self.scan, self.style_name, counting_limit(self.max_length))
 
     def action_next_style(self) -> None:
         names = self.catalog.names()

@@ -15,9 +15,11 @@ IGNORED_KEYS_SHOWN = 4
 
 
 def info_line(dataset: Dataset, scan: ScanResult | None, lengths: list[int], *, seed: int,
-              ratios: tuple[float, ...], split_method: str, max_length: int) -> str:
+              ratios: tuple[float, ...], split_method: str, max_length: int,
+              counted_to: int = 0) -> str:
     """The line under the panes; `scan` is None while the records are checked, and
-    `lengths` empty while their tokens are counted."""
+    `lengths` empty while their tokens are counted (those above `counted_to` were
+    counted no further)."""
     parts = [f"{dataset.format} \u00b7 {len(dataset):,} entries"]
     if scan is None:
         parts.append("checking records ...")
@@ -39,9 +41,15 @@ def info_line(dataset: Dataset, scan: ScanResult | None, lengths: list[int], *, 
             parts.append("counting tokens ...")
         else:
             truncated = sum(1 for n in lengths if n > max_length)
-            parts.append(f"tokens min {stats.min} \u00b7 median {stats.median:g} \u00b7 "
-                         f"p95 {stats.p95} \u00b7 max {stats.max} \u00b7 "
-                         f"{truncated} over {max_length}")
+
+            def shown(n: float) -> str:
+                if counted_to and n > counted_to:
+                    return f">{counted_to:,}"
+                return f"{n:g}" if isinstance(n, float) else str(n)
+
+            parts.append(f"tokens min {shown(stats.min)} \u00b7 median {shown(stats.median)}"
+                         f" \u00b7 p95 {shown(stats.p95)} \u00b7 max {shown(stats.max)} "
+                         f"\u00b7 {truncated} over {max_length}")
     return "  \u2502  ".join(parts)
 
 

@@ -16,7 +16,14 @@ from textual.strip import Strip
 
 from ...data.dataset import Dataset
 from ...data.records import RecordError
-from ...text import visible
+from ...text import format_bytes, visible
+
+# A row is one line of the terminal: more of a field than this is never seen, and a
+# field of 100 MB made visible and measured on every redraw held keys for seconds.
+ROW_CHARS = 1000
+# An entry this large is not decoded to draw its row (that would hold the screen
+# while its JSON is read); the row shows the start of its line as it is in the file.
+LARGE_ENTRY_BYTES = 1 << 20
 
 
 class RecordList(ScrollView, can_focus=True):
@@ -80,15 +87,19 @@ class RecordList(ScrollView, can_focus=True):
         """(text, is_error) of row i, cached while the dataset stays the same."""
         row = self._cache.get(i)
         if row is None:
-            item = self._dataset.get(i)
-            if isinstance(item, RecordError):
-                row = (f"\u2717 {item.message}", True)
+            size = self._dataset.entry_size(i)
+            item = None if size > LARGE_ENTRY_BYTES else self._dataset.get(i)
+            if item is None:
+                raw = self._dataset.raw_text(i, ROW_CHARS)
+                row = (f"[{format_bytes(size)}] {visible(raw, keep_newlines=False)}", False)
+            elif isinstance(item, RecordError):
+                row = (f"\u2717 {visible(item.message[:ROW_CHARS], keep_newlines=False)}", True)
             else:
-                text = item.instruction
-                if item.input:
-                    text += " \u2502 " + item.input
-                row = (f"{visible(item.id, keep_newlines=False)}  "
-                       f"{visible(text, keep_newlines=False)}", False)
+                text = item.instruction[:ROW_CHARS]
+                if item.input and len(text) < ROW_CHARS:
+                    text += " \u2502 " + item.input[:ROW_CHARS]
+                row = (f"{visible(item.id[:ROW_CHARS], keep_newlines=False)}  "
+                       f"{visible(text[:ROW_CHARS], keep_newlines=False)}", False)
             if len(self._cache) > 4096:
                 self._cache.clear()
             self._cache[i] = row
