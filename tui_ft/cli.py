@@ -417,6 +417,9 @@ def _say_error(exc: Exception) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .console import prepare_streams
+
+    prepare_streams()  # PYTHONIOENCODING=ascii, LANG=C: degrade, never crash on output
     try:
         code = _main(argv)
         sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit

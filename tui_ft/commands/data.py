@@ -4,9 +4,9 @@ read, split and measured here exactly as `tui-ft train` would."""
 
 from __future__ import annotations
 
-import json
 import sys
 from ..config import TrainConfig, resolve_data_path
+from ..console import json_text, pick
 from ..data.batches import IGNORE_INDEX, encode_rendered, loss_segments
 from ..data.dataset import Dataset
 from ..data.records import RecordError
@@ -138,7 +138,7 @@ def cmd_inspect(args) -> int:
     report = inspect_dataset(args.path, config, max_length)
     if args.json:
         public = {k: v for k, v in report.items() if not k.startswith("_")}
-        print(json.dumps(public, ensure_ascii=False))
+        print(json_text(public))
     else:
         _print_inspect(report)
     if report["records"] == 0:
@@ -148,10 +148,17 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+def _loss_marks(tty: bool) -> tuple[str, str]:
+    """What sets the learned tokens apart: reverse video on a terminal, ⟦ ⟧ brackets
+    otherwise ([[ ]] where stdout cannot encode them: PYTHONIOENCODING=ascii)."""
+    if tty:
+        return "\x1b[7m", "\x1b[0m"
+    return pick("\u27e6", "[["), pick("\u27e7", "]]")
+
+
 def _loss_view(input_ids: list[int], labels: list[int], tty: bool) -> str:
-    """The tokens again, with those the model learns to predict set apart: reverse
-    video on a terminal, ⟦ ⟧ brackets otherwise."""
-    open_mark, close_mark = ("\x1b[7m", "\x1b[0m") if tty else ("\u27e6", "\u27e7")
+    """The tokens again, with those the model learns to predict set apart."""
+    open_mark, close_mark = _loss_marks(tty)
     return "".join(f"{open_mark}{visible(text)}{close_mark}" if learned else visible(text)
                    for text, learned in loss_segments(input_ids, labels))
 
@@ -170,9 +177,9 @@ def cmd_preview(args) -> int:
     example = encode_rendered(rendered, mask_prompt=args.mask_prompt, max_length=max_length)
     input_ids, labels = list(example.input_ids), list(example.labels)
     if args.json:
-        print(json.dumps({"text": rendered.text, "input_ids": input_ids, "labels": labels,
-                          "id": item.id, "style": style.name, "mask_prompt": args.mask_prompt,
-                          "truncated": example.truncated}, ensure_ascii=False))
+        print(json_text({"text": rendered.text, "input_ids": input_ids, "labels": labels,
+                         "id": item.id, "style": style.name, "mask_prompt": args.mask_prompt,
+                         "truncated": example.truncated}))
         return 0
     tty = sys.stdout.isatty()
     n_learned = sum(1 for lab in labels if lab != IGNORE_INDEX)
@@ -182,7 +189,7 @@ def cmd_preview(args) -> int:
     print("-" * 60)
     print(visible(rendered.text))
     print("-" * 60)
-    legend = "highlighted" if tty else "inside \u27e6 \u27e7"
+    legend = "highlighted" if tty else "inside {} {}".format(*_loss_marks(tty))
     print(f"tokens: {len(input_ids)} (<|endoftext|> included); "
           f"learned: {n_learned} ({legend}), masked: {len(labels) - n_learned}"
           + (f"; truncated from {'' if example.length_exact else 'more than '}"
@@ -200,7 +207,7 @@ def run(args) -> int:
 def list_styles(args) -> int:
     catalog = load_styles()
     if getattr(args, "json", False):
-        print(json.dumps(styles_report(catalog), ensure_ascii=False))
+        print(json_text(styles_report(catalog)))
         return 0
     for style in catalog.styles.values():
         print(f"{style.name:12} {visible(style.description, keep_newlines=False)}  "

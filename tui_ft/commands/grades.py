@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..console import json_text
 from ..errors import TuiFtError
 from ..text import visible
 from ..grade.responses import read_responses
@@ -40,7 +41,7 @@ def cmd_import(args) -> int:
     print(f"grade them with 'tui-ft {summary['run']}'; export with 'tui-ft grades export "
           f"{summary['run']} OUT.jsonl'", file=sys.stderr)
     if args.json:
-        print(json.dumps(summary, ensure_ascii=False))
+        print(json_text(summary))
     else:
         print(summary["run_path"])
     return 0
