@@ -8,6 +8,7 @@ JSON that stays valid whatever the encoding."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any, TextIO
 
@@ -43,3 +44,18 @@ def json_text(value: Any, stream: TextIO | None = None) -> str:
     all of Unicode, else \\u escapes (a backslash escape from prepare_streams would
     not be valid JSON: \\xe9)."""
     return json.dumps(value, ensure_ascii=not can_encode("\u00e9\u27e6\U0001f600", stream))
+
+
+def terminal_problem() -> str | None:
+    """Which of the app's streams is not a terminal ('stdin', 'stderr'), or None. The
+    app reads keys from stdin and Textual draws on stderr (stdout stays free, so
+    `tui-ft > file` works). With stdin /dev/null (`ssh host tui-ft < /dev/null`, a
+    script) Textual read end-of-file forever and spun a core."""
+    for name, stream in (("stdin", sys.__stdin__), ("stderr", sys.__stderr__)):
+        try:
+            if stream is not None and os.isatty(stream.fileno()):
+                continue
+        except (AttributeError, ValueError, OSError):  # closed, or not a real file
+            pass
+        return name
+    return None
