@@ -142,6 +142,24 @@ def atomic_path(path: Path) -> Iterator[Path]:
         raise
 
 
+def special_kind(mode: int) -> str | None:
+    """What a stat() mode names when it is not a regular file ("a folder", "a named
+    pipe (FIFO)", "a device", "a socket"), None for a regular file. Readers ask this
+    of a path before opening it: opening a FIFO waits for a writer, for ever (ctrl+o
+    on one froze the app), and a device such as /dev/zero never ends."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a special file"
+
+
 def write_atomic(path: Path, data: str | bytes, *, durable: bool = True) -> None:
     """Write a file so that a reader sees the old or the new content, never half.
     `durable` also flushes it to disk before the rename (survives a power cut);

@@ -11,6 +11,12 @@ import functools
 from pathlib import Path
 
 from .errors import TuiFtError
+from .fsio import special_kind
+from .text import format_bytes
+
+# Configs, styles, themes and settings are a few kB: a larger file is not one of
+# them, and reading it whole (on the app's screen thread for ctrl+o) is not bounded.
+MAX_YAML_BYTES = 1 << 20
 
 
 @functools.cache
@@ -42,6 +48,15 @@ def read_yaml_file(path: str | Path, error: type[TuiFtError] = TuiFtError) -> ob
 
     path = Path(path)
     try:
+        # Looked at before it is opened: a FIFO would wait for a writer for ever, a
+        # device never end (ctrl+o on one froze the app, `--config FIFO` the CLI).
+        info = path.stat()
+        kind = special_kind(info.st_mode)
+        if kind is not None:
+            raise error(f"{path}: is {kind}, not a YAML file")
+        if info.st_size > MAX_YAML_BYTES:
+            raise error(f"{path}: {format_bytes(info.st_size)} is too large for a YAML "
+                        f"file of tui-ft (at most {format_bytes(MAX_YAML_BYTES)})")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise error(f"{path}: no such file") from None

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import DatasetError
+from ..fsio import special_kind
 from .records import (DEFAULT_FIELDS, InvalidRecord, Record, RecordError, RecordFields,
                       describe_value, parse_record)
 
@@ -71,13 +72,17 @@ class Dataset:
 
     def _open(self) -> None:
         try:
-            size = self.path.stat().st_size
+            info = self.path.stat()
         except FileNotFoundError:
             raise DatasetError(f"{self.name}: no such file") from None
         except OSError as exc:
             raise DatasetError(f"{self.name}: cannot read ({exc.strerror or exc})") from None
-        if self.path.is_dir():
-            raise DatasetError(f"{self.name}: is a folder, not a dataset file")
+        # Before opening it: a FIFO would wait for a writer for ever, and a device
+        # (size 0) read as "the file is empty".
+        kind = special_kind(info.st_mode)
+        if kind is not None:
+            raise DatasetError(f"{self.name}: is {kind}, not a dataset file")
+        size = info.st_size
         if size == 0:
             raise DatasetError(f"{self.name}: the file is empty")
         try:
