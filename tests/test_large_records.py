@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import time
@@ -180,6 +181,8 @@ async def test_keys_answer_while_a_100_mb_record_loads(tmp_path):
         assert "1 over 256" in info and "max >4,096" in info
         await wait_for(pilot, lambda: "256 tokens" in
                        (screen.query_one("#prompt-preview").border_title or ""), timeout=60)
+        body = str(screen.query_one("#preview-body").content)
+        assert re.search(r"\n\[truncated from more than \d+ tokens\]$", body)
         # The big record's row is the start of its line, not the decoded record.
         row = screen.query_one(RecordList)._row(0)[0]
         assert row.startswith("[10") and row[:12].endswith(" MiB] ") and \

@@ -43,5 +43,7 @@ class PromptPreview(VerticalScroll, can_focus=True):
         for piece, is_learned in loss_segments(example.input_ids, example.labels):
             text.append(visible(piece), learned if is_learned else masked)
         if example.truncated:
-            text.append(f"\n[truncated from {example.full_length} tokens]", masked)
+            # A long record is tokenized only as far as max_length can use.
+            more = "" if example.length_exact else "more than "
+            text.append(f"\n[truncated from {more}{example.full_length} tokens]", masked)
         self.query_one("#preview-body", Static).update(text)
