@@ -87,9 +87,11 @@ def assert_same_losses(a: Run, b: Run) -> None:
     assert not far, far
 
 
-def test_two_ranks_of_batch_4_train_as_one_process_of_batch_8(tmp_path):
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_ranks_of_batch_4_train_as_one_process_of_batch_8(tmp_path, strategy):
     one = one_process(sample_config(tmp_path, "one"))
-    two = torchrun(sample_config(tmp_path, "two", per_device_train_batch_size=4))
+    two = torchrun(sample_config(tmp_path, "two", per_device_train_batch_size=4,
+                                 distributed=strategy))
     assert_same_losses(one, two)
     status = two.read_status()
     assert status["state"] == "finished" and status["world_size"] == 2
@@ -104,7 +106,9 @@ def test_two_ranks_of_batch_4_train_as_one_process_of_batch_8(tmp_path):
     assert [h["rank"] for h in two.read_heartbeats()] == [0, 1]
 
 
-def test_an_uneven_last_batch_and_accumulation_keep_the_one_process_losses(tmp_path):
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_an_uneven_last_batch_and_accumulation_keep_the_one_process_losses(tmp_path,
+                                                                           strategy):
     """9 records in global batches of 4 (2 per rank): the last batch of each epoch has
     one record, so rank 1 runs a zero-weight batch there; 2 accumulation steps run the
     first micro-batch without DDP's gradient sync (no_sync). Evaluation over 5
@@ -115,7 +119,7 @@ def test_an_uneven_last_batch_and_accumulation_keep_the_one_process_losses(tmp_p
     one = one_process(word_task_config(tmp_path, "one", per_device_train_batch_size=4,
                                        **common))
     two = torchrun(word_task_config(tmp_path, "two", per_device_train_batch_size=2,
-                                    **common))
+                                    distributed=strategy, **common))
     assert_same_losses(one, two)
     assert sum(1 for k in losses(two) if k[0] == "val_loss") == 3
 
@@ -134,9 +138,11 @@ def _start_detached(run_cli, config: Path) -> Run:
     return Run(proc.stdout.strip())
 
 
-def test_a_killed_rank_ends_the_run_and_a_resume_continues_exactly(tmp_path, run_cli):
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_a_killed_rank_ends_the_run_and_a_resume_continues_exactly(tmp_path, run_cli,
+                                                                   strategy):
     config = sample_config(tmp_path, "kill", max_steps=24, save_steps=4, eval_steps=4,
-                           per_device_train_batch_size=4)
+                           per_device_train_batch_size=4, distributed=strategy)
     reference = torchrun({**config, "output_dir": str(tmp_path / "reference")})
     path = tmp_path / "kill.yaml"
     TrainConfig.from_dict(config).save(path)
@@ -158,6 +164,14 @@ def test_a_killed_rank_ends_the_run_and_a_resume_continues_exactly(tmp_path, run
     assert proc.returncode == 0, proc.stderr
     assert run.read_status()["state"] == "finished"
     assert_same_losses(reference, run)
+    if strategy == "fsdp":
+        # The optimizer state sharded by rank, the weights whole: they load alone.
+        last = run.checkpoints()[-1].path
+        assert sorted(p.name for p in (last / "optimizer").iterdir() if
+                      p.suffix == ".distcp") == ["__0_0.distcp", "__1_0.distcp"]
+        assert not (last / "optimizer.pt").exists()
+        proc = run_cli("generate", "--model", last, "--max-new-tokens", "4", "--prompt", "Hi")
+        assert proc.returncode == 0, proc.stderr
 
 
 def test_tui_ft_train_launches_torchrun_and_stop_reaches_every_rank(tmp_path, run_cli):

@@ -524,3 +524,22 @@ def test_estimated_plain_total_matches_the_profiled_cpu_peak():
                         device_type="cpu", loss="plain")
     assert e.peak_at == "start of backward"
     assert peak == pytest.approx(e.total, rel=0.15), (peak, e.to_dict())
+
+
+def test_fsdp_divides_the_model_state_and_adds_the_gathered_units():
+    """Per rank under FSDP over N: weights, gradients and AdamW state divided by N,
+    plus the units gathered whole (the root and two blocks; the root's and one block's
+    gradients before their reduce-scatter). Worked by hand for gpt2-xl over 8 ranks."""
+    config = CONFIGS["gpt2-xl"]
+    one = estimate_memory(config, precision="bf16", batch_size=1, seq_len=1024)
+    eight = estimate_memory(config, precision="bf16", batch_size=1, seq_len=1024, shards=8)
+    d, V, L = config.n_embd, config.vocab_size, config.n_layer
+    root = V * d + config.context_length * d + 2 * d
+    block = (config.n_params() - root) // L
+    assert eight.weights == -(-one.weights // 8) + 4 * (root + 2 * block)
+    assert eight.gradients == -(-one.gradients // 8) + 4 * (root + block)
+    assert eight.optimizer == -(-one.optimizer // 8)
+    assert eight.activations == one.activations  # the batch per rank is the same
+    assert eight.total < one.total / 2
+    with pytest.raises(ValueError, match="shards"):
+        estimate_memory(config, precision="bf16", batch_size=1, seq_len=8, shards=0)

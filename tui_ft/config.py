@@ -22,6 +22,7 @@ GROUPS = ("model", "data", "optimisation", "evaluation and checkpoints", "precis
           "generation")
 STRATEGIES = ("no", "steps", "epoch")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
+DISTRIBUTED_STRATEGIES = ("ddp", "fsdp")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 # Upper bounds of the numeric fields. Every number has both bounds so that a typo
 # (1e308 epochs, a 30-digit seed) is refused by the check, naming the range, instead of
@@ -149,6 +150,11 @@ class TrainConfig:
                              "torchrun with DDP. The batch size is per process: the "
                              "effective batch is per-device x processes x accumulation.",
                              int, minimum=1, maximum=1024)
+    distributed: str = _p("ddp", "optimisation",
+                          "With several processes: ddp keeps a whole model on each (fastest "
+                          "where it fits); fsdp shards weights, gradients and optimizer "
+                          "state across them (FSDP2), for models that do not fit one device.",
+                          choices=DISTRIBUTED_STRATEGIES)
     # The default suits the default model (tiny, trained from scratch); fine-tuning a
     # pretrained GPT-2 wants about 5e-5 (the "gpt2 fine-tune" recipe sets it).
     learning_rate: float = _p(2e-3, "optimisation",

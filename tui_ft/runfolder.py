@@ -486,8 +486,12 @@ def checkpoint_complete(folder: Path) -> bool:
     if not isinstance(files, dict):
         return False
     for name, size in files.items():
+        # Names are relative paths inside the folder (an FSDP checkpoint's optimizer
+        # shards are in optimizer/); nothing outside it is trusted.
+        if not isinstance(name, str) or name.startswith("/") or ".." in name.split("/"):
+            return False
         try:
-            if "/" in name or (folder / name).stat().st_size != size:
+            if (folder / name).stat().st_size != size:
                 return False
         except OSError:
             return False
@@ -496,7 +500,8 @@ def checkpoint_complete(folder: Path) -> bool:
 
 def write_checkpoint_marker(folder: Path, step: int) -> None:
     """Record what `folder` holds, last, once everything else in it is on disk."""
-    files = {p.name: p.stat().st_size for p in sorted(folder.iterdir())
+    files = {p.relative_to(folder).as_posix(): p.stat().st_size
+             for p in sorted(folder.rglob("*"))
              if p.is_file() and p.name != CHECKPOINT_MARKER}
     write_synced(folder / CHECKPOINT_MARKER,
                  (json.dumps({"step": step, "files": files}, indent=1) + "\n").encode())

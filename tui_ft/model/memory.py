@@ -134,7 +134,8 @@ def estimate_memory(config, *, precision: str, batch_size: int, seq_len: int,
                     training: bool = True, activation_checkpointing: bool = False,
                     optimizer: str = "adamw", gradient_accumulation_steps: int = 1,
                     device_type: str = "cuda", loss: str = "chunked",
-                    chunk: int = LOSS_CHUNK, targets: int | None = None) -> MemoryEstimate:
+                    chunk: int = LOSS_CHUNK, targets: int | None = None,
+                    shards: int = 1) -> MemoryEstimate:
     """Memory of one training step (forward, backward, gradient clipping, optimizer
     step) or of generation, for a GPTConfig-like `config` (vocab_size, context_length,
     n_embd, n_layer, n_head, dropout, n_params()).
@@ -182,7 +183,18 @@ def estimate_memory(config, *, precision: str, batch_size: int, seq_len: int,
     (2 x layers x B x T x d), and the transient of one layer plus the last position's
     logits. int8 (inference only) keeps the blocks' Linear weights in 1 byte with one
     scale per output channel, everything else in bf16 (the GPU case; on the CPU it runs
-    in fp32)."""
+    in fp32).
+
+    `shards` above 1 is FSDP2 over that many ranks (train/distributed.py), per rank:
+    weights, gradients and optimizer state are divided among the ranks; on top, the
+    units gathered whole while they compute: the root (embeddings, final norm) for
+    the whole step and two blocks (the one computing and the one prefetched), with the
+    unsharded gradients of the root and of one block before they are reduce-scattered
+    (fp32, no mixed-precision policy). Arithmetic from FSDP2's design, not yet
+    checked against a GPU's memory timeline. DDP (shards 1) holds what one process
+    holds (its gradient buckets are views of the gradients)."""
+    if not isinstance(shards, int) or isinstance(shards, bool) or shards < 1:
+        raise ValueError(f"shards must be an integer >= 1, got {shards!r}")
     name = parse_precision(precision)
     if name == "auto":
         raise PrecisionError("precision 'auto' depends on the device: resolve it "
@@ -236,6 +248,12 @@ def estimate_memory(config, *, precision: str, batch_size: int, seq_len: int,
     optimizer_bytes = OPTIMIZER_BYTES_PER_PARAM[opt] * n_params
     if opt in ("adam", "adamw"):
         optimizer_bytes += _FP32 * _param_tensors(L)  # the per-tensor `step` counters
+    if shards > 1:
+        root = V * d + config.context_length * d + 2 * d
+        block = (n_params - root) // max(1, L)
+        weights = -(-weights // shards) + _FP32 * (root + 2 * block)
+        gradients = -(-gradients // shards) + _FP32 * (root + block)
+        optimizer_bytes = -(-optimizer_bytes // shards)
     per_layer = _layer_saved_bytes_per_token(d, H, act)
     if activation_checkpointing:
         # Each block keeps only its fp32 input; the backward pass recomputes one block

@@ -84,6 +84,23 @@ def torch_dtype(name: str):
     return table[key]
 
 
+def visible_gpus() -> int:
+    """NVIDIA GPUs this process may use, without importing torch (the Parameters
+    screen asks while it draws): the /dev/nvidiaN devices, narrowed by
+    CUDA_VISIBLE_DEVICES when it is set. 0 where neither says."""
+    import os
+
+    try:
+        found = sum(1 for n in os.listdir("/dev") if re.fullmatch(r"nvidia\d+", n))
+    except OSError:
+        found = 0
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is None:
+        return found
+    names = [n for n in listed.split(",") if n.strip() and n.strip() != "-1"]
+    return min(found, len(names)) if found else 0
+
+
 def pick_device(name: str = "auto"):
     """A torch.device for `name`: auto (the first CUDA device if there is one, else the
     CPU), cpu, cuda or cuda:N. Asking for CUDA on a machine without it is an error,

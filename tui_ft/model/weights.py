@@ -308,12 +308,15 @@ def _names(keys: list[str], limit: int = 6) -> str:
     return shown + more
 
 
-def save_checkpoint_weights(model: "GPT", folder) -> Path:
+def save_checkpoint_weights(model: "GPT", folder, *, state_dict: dict | None = None) -> Path:
     """Write `folder/model.safetensors` (our names and layout, the tied output layer
-    stored once as `wte.weight`) and `folder/model_config.json`, each atomically."""
+    stored once as `wte.weight`) and `folder/model_config.json`, each atomically.
+    `state_dict`: the weights to write, where the model's own are sharded (FSDP
+    gathers them whole for this)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v for k, v in model.state_dict().items() if k != "lm_head.weight"}
+    weights = model.state_dict() if state_dict is None else state_dict
+    tensors = {k: v for k, v in weights.items() if k != "lm_head.weight"}
     path = folder / WEIGHTS_FILE
     atomic_write_safetensors(path, tensors, {"format": "pt", LAYOUT_METADATA_KEY: "tui-ft"})
     write_atomic(folder / CONFIG_FILE,

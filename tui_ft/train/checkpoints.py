@@ -62,18 +62,35 @@ def _save(obj, path: Path) -> None:
 
 
 def save_checkpoint(run: Run, step: int, *, model, optimizer, scheduler, scaler,
-                    trainer_state: dict, rng: dict | None = None) -> CheckpointInfo:
+                    trainer_state: dict, rng: dict | None = None,
+                    sharded=None) -> CheckpointInfo | None:
     """Write checkpoint-`step` atomically and return it. `rng`: the random states to
-    save (ranks_rng_state), else this process's."""
+    save (ranks_rng_state), else this process's. `sharded`: an FSDP run's
+    distributed.ShardedState; then every rank calls this (the weights are gathered,
+    the optimizer state saved by every rank into `optimizer/`), rank 0 writes the
+    rest and gets the checkpoint, the others None."""
     name = f"checkpoint-{step}"
-    run.checkpoints_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run.checkpoints_dir / f"{TMP_PREFIX}{name}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
+    main = sharded is None or sharded.world.is_main
+    # Every rank of a sharded save writes into one folder: a name they all know.
+    tmp = run.checkpoints_dir / (f"{TMP_PREFIX}{name}-{os.getpid()}" if sharded is None
+                                 else f"{TMP_PREFIX}{name}-sharded")
+    if main:
+        run.checkpoints_dir.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+    if sharded is not None:
+        sharded.barrier()  # the folder is there for every rank
+        full = sharded.full_weights()
+        sharded.save_optimizer(tmp / sharded.OPTIMIZER_DIR)
+        if not main:
+            return None
     try:
-        save_checkpoint_weights(model, tmp)
-        _save(optimizer.state_dict(), tmp / OPTIMIZER)
+        if sharded is None:
+            save_checkpoint_weights(model, tmp)
+            _save(optimizer.state_dict(), tmp / OPTIMIZER)
+        else:
+            save_checkpoint_weights(model, tmp, state_dict=full)
         _save(scheduler.state_dict(), tmp / SCHEDULER)
         if scaler is not None:
             _save(scaler.state_dict(), tmp / SCALER)
@@ -115,7 +132,7 @@ def save_checkpoint(run: Run, step: int, *, model, optimizer, scheduler, scaler,
 
 def _folder_bytes(folder: Path) -> int:
     try:
-        return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+        return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     except OSError:
         return 0
 
@@ -176,13 +193,24 @@ def read_trainer_state(folder: Path) -> dict:
 
 
 def load_training_state(folder: Path, *, optimizer, scheduler, scaler, device,
-                        rank: int = 0) -> dict:
+                        rank: int = 0, sharded=None) -> dict:
     """Restore optimizer, scheduler, scaler and `rank`'s RNG from a checkpoint folder;
-    returns its trainer state. The model weights are loaded separately (load_model)."""
+    returns its trainer state. The model weights are loaded separately (load_model).
+    `sharded`: an FSDP run's distributed.ShardedState (every rank calls this)."""
     state = read_trainer_state(folder)
+    if sharded is not None and not (folder / sharded.OPTIMIZER_DIR).is_dir():
+        raise RunError(f"{folder}: saved without FSDP (no {sharded.OPTIMIZER_DIR}/ of "
+                       "shards); resume it with distributed: ddp")
+    if sharded is None and not (folder / OPTIMIZER).is_file() and \
+            (folder / "optimizer").is_dir():
+        raise RunError(f"{folder}: saved by an FSDP run (its optimizer state is "
+                       "sharded); resume it with distributed: fsdp")
     try:
-        optimizer.load_state_dict(torch.load(folder / OPTIMIZER, map_location=device,
-                                             weights_only=True))
+        if sharded is not None:
+            sharded.load_optimizer(folder / sharded.OPTIMIZER_DIR)
+        else:
+            optimizer.load_state_dict(torch.load(folder / OPTIMIZER, map_location=device,
+                                                 weights_only=True))
         scheduler.load_state_dict(torch.load(folder / SCHEDULER, weights_only=True))
         if scaler is not None and (folder / SCALER).is_file():
             scaler.load_state_dict(torch.load(folder / SCALER, weights_only=True))

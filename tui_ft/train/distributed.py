@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ..errors import TrainingError
@@ -141,11 +142,91 @@ def gather(obj, world: World) -> list | None:
     return out
 
 
+@contextmanager
+def gradient_sync(module, enabled: bool):
+    """Whether the backward passes inside average gradients over the ranks: off on
+    the accumulation steps before the last of an optimizer step (DDP's no_sync,
+    FSDP2's set_requires_gradient_sync), on at the last. `module` None: one process."""
+    if module is None or enabled:
+        yield
+        return
+    if hasattr(module, "no_sync"):
+        with module.no_sync():
+            yield
+        return
+    module.set_requires_gradient_sync(False)
+    try:
+        yield
+    finally:
+        module.set_requires_gradient_sync(True)
+
+
+def shard_fsdp(module, blocks, world: World, device):
+    """FSDP2 (fully_shard) over `module`, each of `blocks` its own unit (gathered for
+    its forward and backward only), the rest (embeddings, final norm) at the root.
+    The parameters become DTensors sharded over the ranks, on `device`."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    mesh = init_device_mesh(device.type, (world.world_size,))
+    for block in blocks:
+        fully_shard(block, mesh=mesh)
+    fully_shard(module, mesh=mesh)
+    return module
+
+
+class ShardedState:
+    """A checkpoint's parts of an FSDP run: the weights gathered whole on rank 0 (so
+    every reader, responses, export, the app, loads them as from one process) and
+    the optimizer state, two thirds of the bytes, saved sharded by every rank with
+    torch.distributed.checkpoint. Every method is a collective: all ranks call it."""
+
+    OPTIMIZER_DIR = "optimizer"
+
+    def __init__(self, module, optimizer, world: World, prefix: str = "model.") -> None:
+        self.module, self.optimizer, self.world, self.prefix = module, optimizer, world, prefix
+
+    def full_weights(self) -> dict | None:
+        """The model's weights, whole, on rank 0's CPU (None on the others)."""
+        from torch.distributed.checkpoint.state_dict import (StateDictOptions,
+                                                             get_model_state_dict)
+
+        full = get_model_state_dict(self.module, options=StateDictOptions(
+            full_state_dict=True, cpu_offload=True))
+        if not self.world.is_main:
+            return None
+        n = len(self.prefix)
+        return {k[n:] if k.startswith(self.prefix) else k: v for k, v in full.items()}
+
+    def save_optimizer(self, folder) -> None:
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+        state = {"optimizer": get_optimizer_state_dict(self.module, self.optimizer)}
+        dcp.save(state, checkpoint_id=str(folder))
+
+    def load_optimizer(self, folder) -> None:
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import (get_optimizer_state_dict,
+                                                             set_optimizer_state_dict)
+
+        state = {"optimizer": get_optimizer_state_dict(self.module, self.optimizer)}
+        dcp.load(state, checkpoint_id=str(folder))
+        set_optimizer_state_dict(self.module, self.optimizer, state["optimizer"])
+
+    def barrier(self) -> None:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
 def wrap_ddp(module, device):
     """DistributedDataParallel around `module` (the loss module, so the whole forward
     and loss run inside it and its gradient hooks see every use of a weight)."""
     from torch.nn.parallel import DistributedDataParallel as DDP
 
+    # The gradients are views of DDP's communication buckets: no second copy of them.
     if device.type == "cuda":
-        return DDP(module, device_ids=[device.index], output_device=device.index)
-    return DDP(module)
+        return DDP(module, device_ids=[device.index], output_device=device.index,
+                   gradient_as_bucket_view=True)
+    return DDP(module, gradient_as_bucket_view=True)

@@ -25,8 +25,11 @@ class Evaluation:
                  monitor: OverfitMonitor, stopper: EarlyStopping | None,
                  loss_sum: Callable[[dict], torch.Tensor], collate: Callable[[list], dict],
                  emit: Callable[[dict], None], device: torch.device,
-                 world: World = World()) -> None:
+                 world: World = World(), lockstep: bool = False) -> None:
+        # `lockstep`: every rank runs as many batches (FSDP gathers weights in each
+        # forward, a collective); a rank short of one runs a batch weighted zero.
         self.config, self.run, self.val, self.world = config, run, val, world
+        self.lockstep = lockstep
         self.monitor, self.stopper = monitor, stopper
         self.loss_sum, self.collate, self.emit, self.device = loss_sum, collate, emit, device
 
@@ -45,8 +48,15 @@ class Evaluation:
         order = sorted(range(len(self.val)), key=lambda i: len(self.val[i].input_ids))
         size = c.per_device_eval_batch_size
         # Several ranks: batch b is rank (b mod world size)'s; the sums are reduced.
-        starts = list(range(0, len(order), size))[self.world.rank::self.world.world_size]
+        every = list(range(0, len(order), size))
+        starts = every[self.world.rank::self.world.world_size]
+        rounds = math.ceil(len(every) / self.world.world_size)
+        if self.lockstep and len(starts) < rounds:
+            starts.append(None)
         for start in starts:
+            if start is None:
+                total += 0.0 * self.loss_sum(self.collate(self.val[:1]))
+                continue
             examples = [self.val[i] for i in order[start:start + size]]
             total += self.loss_sum(self.collate(examples))
             targets += sum(e.n_targets for e in examples)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
@@ -23,7 +22,8 @@ from ..model.weights import load_model
 from . import checkpoints as ckpt
 from .batching import Collator, item_length, pack
 from .compiled import HiddenStates
-from .distributed import World, any_rank, finish, gather, init, reduce_sum, wrap_ddp
+from .distributed import (ShardedState, World, any_rank, finish, gather, gradient_sync, init,
+                          reduce_sum, shard_fsdp, wrap_ddp)
 from .evaluation import Evaluation
 from .hostmem import keep_freed_memory, release_free_memory
 from .monitor import EarlyStopping, OverfitMonitor, load_monitor_state, monitor_state
@@ -175,7 +175,11 @@ class Trainer:
             # The steps after the checkpoint are run again: their old lines go.
             run.truncate_metrics_after(ckpt.read_trainer_state(self.resume_from)["global_step"])
         source = str(self.resume_from) if self.resume_from is not None else c.model
-        model, info = load_model(source, device=device, runs=self.model_runs)
+        # FSDP: the whole model only on the CPU; sharding moves each rank's share to
+        # its device (a model too big for one device is never whole on one).
+        fsdp = world.distributed and c.distributed == "fsdp"
+        model, info = load_model(source, device=torch.device("cpu") if fsdp else device,
+                                 runs=self.model_runs)
         if c.gradient_checkpointing:
             model.config = replace(model.config, activation_checkpointing=True)
         set_dropout(model, c.dropout)
@@ -194,7 +198,17 @@ class Trainer:
         steps_per_epoch = math.ceil(micro_per_epoch / c.gradient_accumulation_steps)
         total_steps = (c.max_steps if c.max_steps > 0
                        else math.ceil(steps_per_epoch * c.num_train_epochs))
+        # Several ranks: the forward pass and loss run inside DDP (which averages the
+        # gradients over ranks as they are made) or FSDP2 (sharded before the
+        # optimizer is made: it must hold the shards). distributed.py says more.
+        self.parallel = None
+        if fsdp:
+            self.parallel = shard_fsdp(_LossModule(model, self._loss_sum), model.h, world,
+                                       device)
         optimizer, scheduler, scaler = build_optimization(model, c, total_steps)
+        self.sharded = ShardedState(self.parallel, optimizer, world) if fsdp else None
+        if world.distributed and not fsdp:
+            self.parallel = wrap_ddp(_LossModule(model, self._loss_sum), device)
 
         monitor = OverfitMonitor(c.overfit_patience, c.overfit_min_delta)
         stopper = (EarlyStopping(c.early_stopping_patience, c.early_stopping_threshold,
@@ -204,7 +218,7 @@ class Trainer:
         if self.resume_from is not None:
             saved = ckpt.load_training_state(self.resume_from, optimizer=optimizer,
                                              scheduler=scheduler, scaler=scaler, device=device,
-                                             rank=world.rank)
+                                             rank=world.rank, sharded=self.sharded)
             if saved.get("world_size", 1) != world.world_size:
                 raise TrainingError(
                     f"{self.resume_from.name} was saved by {saved.get('world_size', 1)} "
@@ -242,16 +256,15 @@ class Trainer:
         self.collate = Collator(c, device, self.max_length)
         self.hidden = HiddenStates(model, c, device, self.emit,
                                    step=lambda: self.state["global_step"])
-        # Several ranks: the forward pass and loss run inside DDP, which averages the
-        # gradients over ranks as they are made (distributed.py).
-        self.ddp = (wrap_ddp(_LossModule(model, self._loss_sum), device)
-                    if world.distributed else None)
         self.monitor, self.stopper, self.state = monitor, stopper, state
         self.device, self.steps_per_epoch, self.total_steps = device, steps_per_epoch, total_steps
         self.micro_per_epoch = micro_per_epoch
+        # FSDP's weights are whole only inside the sharded module's forward, which
+        # every rank must run together: evaluation goes through it, in lockstep.
         self.evaluate = Evaluation(c, run, val, monitor=monitor, stopper=stopper,
-                                   loss_sum=self._loss_sum, collate=self.collate,
-                                   emit=self.emit, device=device, world=world)
+                                   loss_sum=self.parallel if fsdp else self._loss_sum,
+                                   collate=self.collate, emit=self.emit, device=device,
+                                   world=world, lockstep=fsdp)
         try:
             final = self._loop(train, lengths, micro_per_epoch)
         except _StopRequested:
@@ -309,15 +322,14 @@ class Trainer:
                         # A last global batch with fewer examples than ranks: this rank
                         # runs one with no weight, as every rank must run the step.
                         examples, weight = global_examples[:1], 0.0
-                    sync = self.ddp is None or i == len(window) - 1
-                    with nullcontext() if sync else self.ddp.no_sync():
+                    with gradient_sync(self.parallel, i == len(window) - 1):
                         batch = self.collate(examples, pin=pin)
-                        loss_sum = (self.ddp(batch) if self.ddp is not None
+                        loss_sum = (self.parallel(batch) if self.parallel is not None
                                     else self._loss_sum(batch))
                         if weight != 1.0:
                             loss_sum = loss_sum * weight
-                        # DDP averages the ranks' gradients: times the world size, the
-                        # sum over ranks of loss sums over the global token count.
+                        # DDP and FSDP average the ranks' gradients: times the world
+                        # size, the sum over ranks of loss sums over the global tokens.
                         loss = loss_sum * (world.world_size / max(1, targets))
                         (scaler.scale(loss) if scaler is not None else loss).backward()
                     detached = loss_sum.detach()
@@ -427,6 +439,11 @@ class Trainer:
         # Every rank's random state (dropout), gathered to rank 0 which writes them.
         rngs = gather(ckpt.rng_state(), self.world)
         if not self.world.is_main:
+            if self.sharded is not None:  # a collective: every rank takes part
+                ckpt.save_checkpoint(self.run_dir, step, model=self.model,
+                                     optimizer=self.optimizer, scheduler=self.scheduler,
+                                     scaler=self.scaler, trainer_state={},
+                                     sharded=self.sharded)
             return
         trainer_state.update({"epoch": epoch_f, "total_steps": self.total_steps,
                               "world_size": self.world.world_size,
@@ -437,7 +454,7 @@ class Trainer:
         info = ckpt.save_checkpoint(self.run_dir, step, model=self.model,
                                     optimizer=self.optimizer, scheduler=self.scheduler,
                                     scaler=self.scaler, trainer_state=trainer_state,
-                                    rng=ckpt.ranks_rng_state(rngs))
+                                    rng=ckpt.ranks_rng_state(rngs), sharded=self.sharded)
         # The one just saved stays too (it is the newest, unless a resume from an
         # earlier checkpoint left later ones behind).
         keep = {info.name} | ({s["best_checkpoint"]} if s["best_checkpoint"] else set())

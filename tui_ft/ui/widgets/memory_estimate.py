@@ -33,6 +33,8 @@ class EstimateRequest:
     gradient_checkpointing: bool = False
     dropout: float = 0.0
     device: str = "auto"
+    nproc_per_node: int = 1
+    distributed: str = "ddp"
     invalid: tuple[str, ...] = ()
 
     @classmethod
@@ -46,6 +48,8 @@ class EstimateRequest:
                    gradient_accumulation_steps=values["gradient_accumulation_steps"],
                    gradient_checkpointing=values["gradient_checkpointing"],
                    dropout=values["dropout"], device=values["device"],
+                   nproc_per_node=values.get("nproc_per_node") or 1,
+                   distributed=values.get("distributed") or "ddp",
                    invalid=tuple(n for n in names if n in invalid))
 
 
@@ -56,6 +60,8 @@ class EstimateResult:
     estimate: object = None  # a MemoryEstimate, or None with `reason`
     reason: str = ""
     is_error: bool = False
+    # With several processes, the other strategy's peak per device (ddp or fsdp).
+    other: tuple[str, int] | None = None
 
 
 def model_shape(model: str, dropout: float = 0.0) -> tuple[GPTConfig | None, str]:
@@ -97,16 +103,25 @@ def compute(request: EstimateRequest) -> EstimateResult:
         return EstimateResult(request, label=label, is_error=True,
                               reason=f"max_length {seq_len} exceeds {label}'s context "
                                      f"({shape.context_length}): training would refuse it")
-    try:
-        estimate = estimate_memory(
+    def per_device(strategy: str):
+        return estimate_memory(
             shape, precision=request.precision, batch_size=request.batch_size,
             seq_len=seq_len, training=True,
             activation_checkpointing=request.gradient_checkpointing,
             gradient_accumulation_steps=request.gradient_accumulation_steps,
-            device_type="cpu" if request.device.strip().lower() == "cpu" else "cuda")
+            device_type="cpu" if request.device.strip().lower() == "cpu" else "cuda",
+            shards=request.nproc_per_node if strategy == "fsdp" else 1)
+
+    try:
+        estimate = per_device(request.distributed)
+        other = None
+        if request.nproc_per_node > 1:
+            # Which strategy the model and batch need: the other one's figure beside.
+            name = "ddp" if request.distributed == "fsdp" else "fsdp"
+            other = (name, per_device(name).total)
     except (ValueError, TypeError) as exc:
         return EstimateResult(request, label=label, is_error=True, reason=str(exc))
-    return EstimateResult(request, label=label, estimate=estimate)
+    return EstimateResult(request, label=label, estimate=estimate, other=other)
 
 
 def _bytes(n: int) -> str:
@@ -222,6 +237,9 @@ class MemoryEstimatePanel(Static):
             extras += f" \u00b7 accum {request.gradient_accumulation_steps}"
         if request.gradient_checkpointing:
             extras += " \u00b7 ckpt"
+        if request.nproc_per_node > 1:
+            # Per device: DDP holds a whole model on each, FSDP a share of it.
+            extras += f" \u00b7 {request.distributed} \u00d7{request.nproc_per_node}"
         text.append(f"{label} \u00b7 {e.precision} \u00b7 batch {e.batch_size}\u00d7{e.seq_len}"
                     f"{extras}: ")
         text.append(f"total \u2248 {_bytes(e.total)}", total)
@@ -233,6 +251,8 @@ class MemoryEstimatePanel(Static):
         text.append(f"\nweights+Adam {_bytes(e.weights + e.optimizer)}, grads "
                     f"{_bytes(e.gradients)}, activations "
                     f"{_bytes(e.activations + e.weight_copies)}{peak}")
+        if result.other is not None:
+            text.append(f"; {result.other[0]} \u2248 {_bytes(result.other[1])}", muted)
         return text
 
     def plain(self) -> str:

@@ -27,6 +27,15 @@ GROUP_SHORT = {"evaluation and checkpoints": "eval & checkpoints"}
 PROBLEM_MARK = "\u2717 "
 
 
+# Shown where more than one GPU is visible (or set away from their defaults).
+MULTI_GPU_FIELDS = ("nproc_per_node", "distributed")
+
+
+def _default(name: str) -> Any:
+    # The field's default, without making a TrainConfig (that checks, reading styles).
+    return next(f.default for f in fields(TrainConfig) if f.name == name)
+
+
 def _on_off(value: bool) -> str:
     # Said in words as well: the check mark's colour alone is lost on a plain terminal.
     return "on" if value else "off"
@@ -181,9 +190,22 @@ class ParamForm(VerticalScroll, can_focus=False):
             help_text += "" if "empty" in help_text else " (may be empty)"
         self._help[name] = help_text
         # Two widgets straight in the form, no row container: fewer widgets to lay out.
-        yield Horizontal(Label(name, classes="param-name", markup=False), editor,
-                         id=f"line-{name}", classes="param-line")
-        yield Static(Text(help_text), id=f"note-{name}", classes="param-note", markup=False)
+        line = Horizontal(Label(name, classes="param-name", markup=False), editor,
+                          id=f"line-{name}", classes="param-line")
+        note = Static(Text(help_text), id=f"note-{name}", classes="param-note", markup=False)
+        if (name in MULTI_GPU_FIELDS and not self._gpus_to_share()
+                and self._raw[name] == raw_value(name, _default(name))):
+            # Several processes pay off on several GPUs: the fields are there (a config
+            # that sets them shows them), out of the way on a machine with one or none.
+            line.display = note.display = False
+        yield line
+        yield note
+
+    @staticmethod
+    def _gpus_to_share() -> bool:
+        from ...model.precision import visible_gpus
+
+        return visible_gpus() > 1
 
     def _editor(self, name: str, meta: dict) -> Widget:
         value = self._raw[name]
