@@ -37,11 +37,14 @@ def refused(proc, stream: str) -> None:
     assert b"\x1b" not in proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("args", [[], ["--screen", "params"], ["some-run"]],
-                         ids=["tui-ft", "--screen", "RUN"])
-def test_the_app_with_stdin_devnull_ends_at_once_with_a_message(args):
+@pytest.mark.parametrize("args", [[], ["--screen", "params"], ["--config", "CONFIG"]],
+                         ids=["tui-ft", "--screen", "--config"])
+def test_the_app_with_stdin_devnull_ends_at_once_with_a_message(args, tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("max_steps: 5\n")
     started = time.monotonic()
-    proc = run(args)  # the timeout (30 s) is the old failure: it never ended
+    # The timeout (30 s) is the old failure: it never ended.
+    proc = run([config if a == "CONFIG" else a for a in args])
     assert time.monotonic() - started < 15
     refused(proc, "stdin")
 

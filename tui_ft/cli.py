@@ -376,17 +376,6 @@ def _main(argv: list[str] | None = None) -> int:
             return data.list_styles(args)
         from pathlib import Path
 
-        from .console import terminal_problem
-
-        stream = terminal_problem()
-        if stream is not None:
-            # Checked before Textual starts: it would spin a core on an end-of-file
-            # stdin, or draw escape codes into a file, for ever.
-            raise TuiFtError(
-                f"the app needs a terminal, and its {stream} is not one (a file, a pipe or "
-                "/dev/null): run 'tui-ft' in a terminal (over SSH: ssh -t HOST tui-ft), or "
-                "use the headless commands: tui-ft train CONFIG, tui-ft runs, "
-                "tui-ft attach RUN, ... ('tui-ft --help' lists them)")
         from .ui.app import run_app
 
         # Kept as typed: the configuration resolves it ('@sample/', '~') like every

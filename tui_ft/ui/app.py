@@ -255,6 +255,17 @@ def run_app(*, mouse: bool = True, dataset_path: Path | None = None,
         os.environ.setdefault("TEXTUAL_ANIMATIONS", "none")
     app = create_app(dataset_path, config_path=config_path, run=run, start_mode=start_mode,
                      low_bandwidth=low_bandwidth)
+    from ..console import terminal_problem
+
+    stream = terminal_problem()
+    if stream is not None:
+        # After the config is read (its problems come first), before Textual starts:
+        # it would spin a core on an end-of-file stdin, or draw into a file, for ever.
+        raise TuiFtError(
+            f"the app needs a terminal, and its {stream} is not one (a file, a pipe or "
+            "/dev/null): run 'tui-ft' in a terminal (over SSH: ssh -t HOST tui-ft), or "
+            "use the headless commands: tui-ft train CONFIG, tui-ft runs, "
+            "tui-ft attach RUN, ... ('tui-ft --help' lists them)")
     app.run(mouse=mouse)
     if app.left_running:
         from .screens.quit_confirm import reopen_lines
