@@ -303,7 +303,7 @@ def test_styles_command(run_cli, config_dir):
     folder = config_dir / "styles"
     folder.mkdir()
     (folder / "mine.yaml").write_text('templates:\n  user: "{content}"\n'
-                                      '  assistant: "{content}"\n', encoding="utf-8")
+                                      '  assistant: "A: {content}"\n', encoding="utf-8")
     (folder / "broken.yaml").write_text("name: [\n", encoding="utf-8")
     proc = run_cli("styles")
     assert proc.returncode == 0

@@ -244,21 +244,21 @@ BROKEN = {
     "nocontent.yaml": ('name: nocontent\ntemplates:\n  user: "U:"\n  assistant: "A: {content}"\n',
                        ["templates.user", "{content}"]),
     "twice.yaml": ('name: twice\ntemplates:\n  user: "{content} {content}"\n'
-                   '  assistant: "{content}"\n', ["templates.user"]),
+                   '  assistant: "A: {content}"\n', ["templates.user"]),
     "unknownkey.yaml": ('name: unk\ncolour: red\ntemplates:\n  user: "{content}"\n'
-                        '  assistant: "{content}"\n', ["colour"]),
+                        '  assistant: "A: {content}"\n', ["colour"]),
     "unknowntemplate.yaml": ('name: unkt\ntemplates:\n  user: "{content}"\n'
-                             '  assistant: "{content}"\n  tool: "{content}"\n', ["tool"]),
+                             '  assistant: "A: {content}"\n  tool: "{content}"\n', ["tool"]),
     "pyobject.yaml": ("name: evil\ntemplates: !!python/object/apply:os.system ['echo hi']\n",
                       ["python/object"]),
     "pyobject2.yaml": ("!!python/object:collections.OrderedDict\nname: evil2\n",
                        ["python/object"]),
-    "clash.yaml": ('name: alpaca\ntemplates:\n  user: "{content}"\n  assistant: "{content}"\n',
+    "clash.yaml": ('name: alpaca\ntemplates:\n  user: "{content}"\n  assistant: "A: {content}"\n',
                    ["alpaca", "already"]),
     "notmapping.yaml": ("- a\n- b\n", ["mapping"]),
     "notemplates.yaml": ("name: nt\n", ["templates"]),
     "badname.yaml": ('name: "bad name!"\ntemplates:\n  user: "{content}"\n'
-                     '  assistant: "{content}"\n', ["name"]),
+                     '  assistant: "A: {content}"\n', ["name"]),
 }
 
 
@@ -266,7 +266,7 @@ def test_broken_user_styles_are_reported_and_do_not_stop_others(config_dir):
     paths = {name: write_style(config_dir, name, text) for name, (text, _) in BROKEN.items()}
     write_style(config_dir, "mine.yaml", GOOD_USER_STYLE)
     write_style(config_dir, "zz-last.yaml", 'name: last\ntemplates:\n  user: "{content}"\n'
-                                            '  assistant: "{content}"\n')
+                                            '  assistant: "A: {content}"\n')
     catalog = load_styles()
     # Every good style still loads, and the built-in alpaca is not replaced.
     assert {"alpaca", "phi3", "chatml", "mine", "last"} <= set(catalog.names())
@@ -291,7 +291,7 @@ def test_python_tags_are_never_executed(config_dir, tmp_path):
 
 
 def test_two_user_styles_with_one_name(config_dir):
-    text = 'name: same\ntemplates:\n  user: "{content}"\n  assistant: "{content}"\n'
+    text = 'name: same\ntemplates:\n  user: "{content}"\n  assistant: "A: {content}"\n'
     first = write_style(config_dir, "a.yaml", text)
     second = write_style(config_dir, "b.yaml", text)
     catalog = load_styles()

@@ -554,8 +554,13 @@ def _cross_checks(c: dict, given: set, styles: Collection[str],
     if device_reason:
         out.append(Problem("device", c["device"], device_reason))
     if c["prompt_style"] not in styles:
+        from .data.styles import load_styles
+
+        # A style file of that name that did not load says why (located), rather
+        # than that the style is unknown.
+        broken = load_styles().broken.get(c["prompt_style"])
         out.append(Problem("prompt_style", c["prompt_style"],
-                           f"unknown style (available: {', '.join(styles)})"))
+                           broken or f"unknown style (available: {', '.join(styles)})"))
     from .model.presets import get_preset
 
     preset = get_preset(c["model"])

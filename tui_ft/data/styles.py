@@ -141,6 +141,15 @@ def _check_style(data: object, where: str, default_name: str) -> Style:
     if extra:
         raise StyleError(f"{where}: unknown template '{extra[0]}' (expected "
                          f"{', '.join(TEMPLATE_SLOTS)})")
+    if not checked["assistant"].partition("{content}")[0].strip():
+        # Without one, the answer runs straight on from the prompt: the model cannot
+        # tell where it starts, and the prompt's last characters merge into the
+        # answer's first token, which counts in the loss even with mask_prompt.
+        raise StyleError(f"{where}: templates.assistant has no answer marker before "
+                         f"{{content}} (got {checked['assistant']!r}), so the prompt's "
+                         "last characters would be learned as part of the answer; put "
+                         "the text that introduces an answer there, e.g. "
+                         "\"\\n### Response:\\n{content}\"")
     stop = data.get("stop", [])
     if isinstance(stop, str):
         stop = [stop]
@@ -159,15 +168,21 @@ def load_style_file(path: Path) -> Style:
 
 @dataclass
 class StyleCatalog:
-    """Every style that loaded, and a located error for every file that did not."""
+    """Every style that loaded, and a located error for every file that did not
+    (`broken`: by the file's stem, the name it would have had, so asking for it says
+    why it is missing rather than that it is unknown)."""
 
     styles: dict[str, Style] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    broken: dict[str, str] = field(default_factory=dict)
 
     def get(self, name: str) -> Style:
         try:
             return self.styles[name]
         except KeyError:
+            if name in self.broken:
+                raise StyleError(f"prompt style '{name}' cannot be used: "
+                                 f"{self.broken[name]}") from None
             known = ", ".join(sorted(self.styles))
             raise StyleError(f"unknown prompt style '{name}' (available: {known})") from None
 
@@ -187,6 +202,7 @@ def load_styles(user_dir: Path | None = None) -> StyleCatalog:
                 style = load_style_file(path)
             except StyleError as exc:
                 catalog.errors.append(str(exc))
+                catalog.broken.setdefault(path.stem, str(exc))
                 continue
             previous = catalog.styles.get(style.name)
             if previous is not None:
