@@ -406,25 +406,32 @@ def test_huge_integer_in_jsonl_is_a_record_error(tmp_path):
     assert [e.line for e in errors] == [2]
 
 
-def test_huge_integer_in_json_list_does_not_crash(tmp_path):
+def test_huge_integer_in_json_list_is_a_dataset_error(tmp_path):
+    # A JSON list is parsed whole, so the number fails the file (in JSONL, only its line).
     path = tmp_path / "d.json"
     path.write_bytes(b'[{"instruction": "a", "output": "b", "n": ' + b"1" * 5000 + b"}]")
-    try:
+    message = _dataset_error(path)
+    assert message.startswith(f"{path}: invalid JSON (")
+    assert "4300 digits" in message
+    with pytest.raises(DatasetError, match="invalid JSON"):
         load_records(path)
-    except DatasetError:
-        pass
 
 
-@pytest.mark.parametrize("content", [b"[" * 100_000 + b"]" * 100_000,
-                                     b'{"a":' * 100_000 + b"1" + b"}" * 100_000],
-                         ids=["nested-lists", "nested-objects"])
-def test_deeply_nested_json_file_is_dataset_error(tmp_path, content):
+def test_deeply_nested_json_list_file_is_dataset_error(tmp_path):
     path = tmp_path / "d.json"
-    path.write_bytes(content)
-    try:
-        load_records(path)
-    except DatasetError:
-        pass
+    path.write_bytes(b"[" * 100_000 + b"]" * 100_000)
+    assert _dataset_error(path) == f"{path}: invalid JSON: nested too deeply"
+
+
+def test_deeply_nested_json_object_file_is_a_record_error_on_line_1(tmp_path):
+    # Not a list: a .json file that is no single JSON document is read as JSONL, so the
+    # object is its line 1, reported there.
+    path = tmp_path / "d.json"
+    path.write_bytes(b'{"a":' * 100_000 + b"1" + b"}" * 100_000)
+    records, errors = scan(path)
+    assert records == []
+    assert [(e.line, e.message) for e in errors] == [(1, "invalid JSON: nested too deeply")]
+    assert str(errors[0]) == f"{path}:1: invalid JSON: nested too deeply"
 
 
 def test_deeply_nested_jsonl_line_is_a_record_error(tmp_path):
