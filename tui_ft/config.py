@@ -506,16 +506,18 @@ def check(data: dict, *, recorded: bool = False,
     defaults = {f.name: (f.default if f.default is not MISSING else f.default_factory())
                 for f in fields(TrainConfig)}
     merged = {**defaults, **values}
+    broken_styles: dict[str, str] = {}
     if styles is None:
         from .data.styles import load_styles
 
-        styles = load_styles().names()
-    problems.extend(_cross_checks(merged, set(values), styles, recorded))
+        catalog = load_styles()
+        styles, broken_styles = catalog.names(), catalog.broken
+    problems.extend(_cross_checks(merged, set(values), styles, recorded, broken_styles))
     return merged, problems
 
 
-def _cross_checks(c: dict, given: set, styles: Collection[str],
-                  recorded: bool = False) -> list[Problem]:
+def _cross_checks(c: dict, given: set, styles: Collection[str], recorded: bool = False,
+                  broken_styles: dict[str, str] | None = None) -> list[Problem]:
     out: list[Problem] = []
     if c["bf16"] and c["fp16"]:
         out.append(Problem("fp16", True, "bf16 and fp16 cannot both be on"))
@@ -554,11 +556,9 @@ def _cross_checks(c: dict, given: set, styles: Collection[str],
     if device_reason:
         out.append(Problem("device", c["device"], device_reason))
     if c["prompt_style"] not in styles:
-        from .data.styles import load_styles
-
         # A style file of that name that did not load says why (located), rather
         # than that the style is unknown.
-        broken = load_styles().broken.get(c["prompt_style"])
+        broken = (broken_styles or {}).get(c["prompt_style"])
         out.append(Problem("prompt_style", c["prompt_style"],
                            broken or f"unknown style (available: {', '.join(styles)})"))
     from .model.presets import get_preset
