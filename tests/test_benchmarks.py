@@ -92,3 +92,15 @@ def test_memory_estimate_benchmark_agrees_on_the_cpu():
     assert row["targets"] == 96  # a quarter of each 64-token row unlabelled
     for part in ("weights", "gradients", "optimizer", "activations"):
         assert row["measured"][part] == row["estimate"][part], part
+
+
+def test_train_scaling_runs_one_and_two_ranks_through_the_launcher():
+    lines = run_bench("train_scaling.py", "--ranks", "1,2", "--max-steps", "5",
+                      "--warmup", "1", "--max-length", "48")
+    assert lines[0]["benchmark"] == "train_scaling" and "machine" in lines[0]
+    rows = {r["ranks"]: r for r in lines[1:]}
+    assert set(rows) == {1, 2}
+    for ranks, r in rows.items():
+        assert r["steps"] == 5 and r["tokens_per_s"] > 0
+        assert r["global_batch"] == 4 * ranks and r["strategy"] == "ddp"
+    assert rows[1]["efficiency"] == 1.0 and rows[2]["efficiency"] > 0
