@@ -211,3 +211,36 @@ def test_packing_and_bf16_under_several_processes(tmp_path, strategy):
     assert all(abs(la[k] - lb[k]) < 2e-2 for k in la), (la, lb)
     packing = next(m for m in two.read_metrics() if m.get("event") == "packing")
     assert packing["rows"] >= 4
+
+
+def test_two_nodes_meet_at_a_rendezvous_and_train_as_one_run(tmp_path, run_cli):
+    """Two 'nodes' on this machine, each `tui-ft train ... --nnodes 2 --node-rank R
+    --rdzv-endpoint localhost:PORT` with one process: node 1 waits for node 0's run
+    folder, joins it, and the two ranks train as one process of the global batch."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    reference = one_process(sample_config(tmp_path, "one"))
+    config = sample_config(tmp_path, "nodes", per_device_train_batch_size=4)
+    path = tmp_path / "nodes.yaml"
+    TrainConfig.from_dict(config).save(path)
+    flags = ["--nproc-per-node", "1", "--nnodes", "2", "--rdzv-endpoint",
+             f"localhost:{port}"]
+    node1 = subprocess.Popen([sys.executable, "-m", "tui_ft.cli", "train", str(path),
+                              *flags, "--node-rank", "1"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=env())
+    try:
+        node0 = run_cli("train", path, *flags, "--node-rank", "0", timeout=300)
+        out1, err1 = node1.communicate(timeout=120)
+    finally:
+        node1.kill()
+    assert node0.returncode == 0, node0.stderr
+    assert node1.returncode == 0, err1
+    assert "waiting for node 0's run" in err1
+    run = Run(config["output_dir"])
+    status = run.read_status()
+    assert status["state"] == "finished" and status["world_size"] == 2
+    assert_same_losses(reference, run)
+    assert (run.path / "worker-node1.log").is_file()

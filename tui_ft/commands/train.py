@@ -21,6 +21,8 @@ def cmd_train(args) -> int:
     from ..runs.jobs import lock_run, prepare_run, start_detached
     from ..runs.worker import run_in_process
 
+    if args.node_rank > 0:
+        return _join_as_node(args)
     if args.resume:
         run = find_run(args.resume)
         # Before any look at its state: of two resumes at once, one gets the run.
@@ -102,6 +104,45 @@ def cmd_train(args) -> int:
     if state == "stopped" and status.get("stopped_by") == "SIGINT":
         return 130  # as a shell expects of Ctrl-C: 'tui-ft train && ...' goes no further
     return 0 if state in ("finished", "stopped") else 1
+
+
+# How long another node waits for node 0 to make the run folder.
+JOIN_WAIT_S = 600.0
+
+
+def _join_as_node(args) -> int:
+    """Node R > 0 of a run on several nodes: node 0 makes (or resumes) the run folder,
+    on storage both see, and records everything; this node waits for the folder,
+    then starts its own ranks in it and follows the run."""
+    from ..runs.jobs import start_detached
+
+    if args.resume:
+        path = Path(args.resume).expanduser()
+    elif args.output_dir:
+        path = Path(args.output_dir).expanduser()
+    else:
+        config = TrainConfig.load(args.config) if args.config else TrainConfig()
+        if not config.output_dir:
+            raise RunError("--node-rank above 0 joins node 0's run: give the same "
+                           "--output-dir (on storage every node sees) or --resume RUN")
+        path = Path(config.output_dir).expanduser()
+    run = Run(path)
+    print(f"node {args.node_rank}: waiting for node 0's run in {path}", file=sys.stderr)
+    deadline = time.monotonic() + JOIN_WAIT_S
+    while not run.config_path.is_file() or run.read_status().get("state") != "starting":
+        if time.monotonic() > deadline:
+            raise RunError(f"{path}: node 0 made no run here within {JOIN_WAIT_S:.0f} s "
+                           "(is the folder on storage both nodes see?)")
+        time.sleep(0.5)
+    resume = None
+    if args.resume and (run.checkpoints() or args.checkpoint):
+        resume = run.checkpoint(args.checkpoint or "last").path  # node 0's choice too
+    launch = _launch(args, run)
+    start_detached(run, resume=resume, launch=launch)
+    if args.detach:
+        print(str(run.path))
+        return 0
+    return _follow(run, interval=0.5, stop_on_interrupt=True)
 
 
 def _launch(args, run: Run):

@@ -78,17 +78,25 @@ def start_detached(run: Run, *, resume: Path | None = None, lock: int | None = N
     trains in that process, or with `launch` of several processes runs torchrun for
     them: runs/launch.py) and return its pid at once. The worker inherits the run
     lock (`lock`, else taken here), so it holds it for its whole life."""
-    fd = lock if lock is not None else lock_run(run)
-    cmd = [sys.executable, "-m", "tui_ft.runs.worker", str(run.path), "--lock-fd", str(fd)]
+    joining = launch is not None and launch.node_rank > 0
+    # Another node of a run on several (node_rank above 0) holds no lock and writes no
+    # status: node 0's launcher does both for the run.
+    fd = lock if lock is not None else None if joining else lock_run(run)
+    cmd = [sys.executable, "-m", "tui_ft.runs.worker", str(run.path)]
+    if fd is not None:
+        cmd += ["--lock-fd", str(fd)]
     if resume is not None:
         cmd += ["--resume", str(resume)]
     if launch is not None:
         cmd += launch.as_args()
+    log = run.log_path if not joining else run.path / f"worker-node{launch.node_rank}.log"
     try:
-        proc = detach(cmd, run.log_path, pass_fds=(fd,))
+        proc = detach(cmd, log, pass_fds=(fd,) if fd is not None else ())
     finally:
-        os.close(fd)  # the worker's copy holds the lock now
-    run.write_status(pid=proc.pid)
+        if fd is not None:
+            os.close(fd)  # the worker's copy holds the lock now
+    if not joining:
+        run.write_status(pid=proc.pid)
     return proc.pid
 
 

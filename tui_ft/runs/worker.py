@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[{now_iso()}] not started: {exc}", flush=True)
                 return 1
         return _run_worker(run, args, f"rank {world.rank}/{world.world_size}")
-    if args.lock_fd is None:
+    if args.lock_fd is None and args.node_rank == 0:
         from .jobs import lock_run
 
         try:
