@@ -26,6 +26,7 @@ commands:
                                   make a run of answers made elsewhere, to grade them
   tui-ft generate -m M -p TEXT    answer an instruction with a model
   tui-ft export SOURCE OUT_DIR    write a model in Hugging Face GPT-2 layout
+  tui-ft eval mc FILE -m M        multiple-choice accuracy (MMLU CSV or JSONL)
 
 Run 'tui-ft COMMAND --help' for a command's options."""
 
@@ -158,6 +159,43 @@ def _add_model_commands(sub: argparse._SubParsersAction) -> None:
                     "AutoTokenizer.from_pretrained(OUT_DIR).")
     export.add_argument("source", help="a run, a checkpoint or a model (as for --model)")
     export.add_argument("out_dir", help="folder to write (created; must be empty if it exists)")
+
+
+def _add_eval_commands(sub: argparse._SubParsersAction) -> None:
+    ev = sub.add_parser("eval", help="benchmark a model",
+                        description="Measure a model on a benchmark.")
+    ev_sub = ev.add_subparsers(dest="eval_command", metavar="{mc}")
+    ev_sub.required = True
+    mc = ev_sub.add_parser(
+        "mc", help="multiple-choice accuracy (MMLU layout)",
+        description="Score multiple-choice questions by the log-likelihood of each "
+                    "choice's letter after the prompt, as lm-evaluation-harness scores "
+                    "MMLU. FILE is an MMLU CSV (question,A,B,C,D,answer letter; the "
+                    "subject from the name, e.g. abstract_algebra_test.csv), a JSONL "
+                    "file of {question, choices, answer (index or letter), subject?}, "
+                    "or a folder of such files. With --json prints {n, accuracy, "
+                    "per_subject: {SUBJECT: {n, accuracy}}}.")
+    mc.add_argument("file", metavar="FILE",
+                    help="a .csv or .jsonl file or a folder of them ('@sample/mc' is "
+                         "the shipped sample)")
+    mc.add_argument("--model", "-m", required=True,
+                    help="preset, Hugging Face-layout folder, .safetensors file, run or "
+                         "checkpoint")
+    mc.add_argument("--shots", type=int, default=0, metavar="K",
+                    help="worked examples before each question, of its subject (default: 0)")
+    mc.add_argument("--shots-from", metavar="FILE",
+                    help="take the shots from this file or folder (e.g. MMLU's dev "
+                         "split; default: the other questions of FILE)")
+    mc.add_argument("--seed", type=int, default=0,
+                    help="seed of the choice of shots (default: 0)")
+    mc.add_argument("--limit", type=int, metavar="N",
+                    help="only the first N questions of each subject")
+    mc.add_argument("--batch-size", type=int, default=16, metavar="N",
+                    help="sequences per forward pass (default: 16)")
+    mc.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
+    mc.add_argument("--dtype", default="auto", choices=PRECISIONS,
+                    help="precision (auto: bf16 on a GPU that has it, else fp32)")
+    mc.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def _positive_int(text: str) -> int:
@@ -306,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_commands(sub)
     _add_train_commands(sub)
     _add_grades_commands(sub)
+    _add_eval_commands(sub)
     styles = sub.add_parser("styles", help="list prompt styles",
                             description="List the built-in prompt styles and those in your "
                                         "config folder, with any errors in your style files. "
@@ -370,6 +409,10 @@ def _main(argv: list[str] | None = None) -> int:
             from .commands import export
 
             return export.run(args)
+        if args.command == "eval":
+            from .commands import evaluate
+
+            return evaluate.run(args)
         if args.command == "styles":
             from .commands import data
 
