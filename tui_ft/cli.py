@@ -24,6 +24,9 @@ commands:
   tui-ft grades export RUN OUT    write the graded responses as JSONL
   tui-ft grades import FILE --run NAME
                                   make a run of answers made elsewhere, to grade them
+  tui-ft judge RUN --base-url URL --model NAME
+                                  have an LLM judge the answers; 'grades agreement
+                                  RUN' says how far it agrees with your marks
   tui-ft generate -m M -p TEXT    answer an instruction with a model
   tui-ft export SOURCE OUT_DIR    write a model in Hugging Face GPT-2 layout
   tui-ft eval mc FILE -m M        multiple-choice accuracy (MMLU CSV or JSONL)
@@ -285,7 +288,7 @@ def _add_grades_commands(sub: argparse._SubParsersAction) -> None:
                                            "answers to grade",
                             description="The grades given in the Grading screen.")
     grades_sub = grades.add_subparsers(dest="grades_command",
-                                       metavar="{export,summary,import}")
+                                       metavar="{export,summary,import,agreement}")
     grades_sub.required = True
     export = grades_sub.add_parser(
         "export", help="write graded responses as JSONL",
@@ -319,6 +322,60 @@ def _add_grades_commands(sub: argparse._SubParsersAction) -> None:
         imp.add_argument(f"--{field}-key", metavar="KEY",
                          help=f"the key of each record's {field} (default: {field})")
     imp.add_argument("--json", action="store_true", help="print the summary as JSON")
+    agree = grades_sub.add_parser(
+        "agreement", help="how far the LLM judge agrees with your marks",
+        description="Compare the LLM judge ('tui-ft judge') with your marks on the answers "
+                    "both have judged: accuracy, Cohen's kappa, the confusion table, the "
+                    "base rate (share you marked correct) and the accuracy of always "
+                    "saying your more common mark (baseline_accuracy). For 0-100 scores, "
+                    "the pass mark that agrees best with yours (threshold). With --json: "
+                    "{n, accuracy, kappa, base_rate, confusion: {judge_correct_human_"
+                    "correct, judge_correct_human_wrong, judge_wrong_human_correct, "
+                    "judge_wrong_human_wrong}, baseline_accuracy, baseline_label, "
+                    "judge_pass_rate, prompt, model, kind, threshold (scores only)}.")
+    agree.add_argument("run", help="run folder or name")
+    agree.add_argument("--prompt", metavar="NAME",
+                       help="the judge prompt's name (default: the judge that judged last)")
+    agree.add_argument("--model", metavar="NAME",
+                       help="the judge model (default: the judge that judged last)")
+    agree.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _add_judge_command(sub: argparse._SubParsersAction) -> None:
+    judge = sub.add_parser(
+        "judge", help="have an LLM judge a run's answers",
+        description="Send each answer of RUN/responses.jsonl, with its instruction and "
+                    "expected output, to an OpenAI-compatible chat-completions server "
+                    "(vLLM, llama.cpp server, Ollama, a hosted API) and record its score "
+                    "or verdict in RUN/judgments.jsonl. An answer already judged with the "
+                    "same prompt and model is not sent again, so the same command resumes "
+                    "a stopped batch. Needs the optional extra: pip install "
+                    "\"tui-ft[judge]\". With --json prints {judged, unparseable, errors, "
+                    "mean_score, pass_rate, total, sent, skipped, prompt, model}. Exit 1 "
+                    "when some answers got no judgment.")
+    judge.add_argument("run", help="run folder or name")
+    judge.add_argument("--base-url", required=True, metavar="URL",
+                       help="the server's API root, e.g. http://127.0.0.1:8000/v1")
+    judge.add_argument("--model", required=True, metavar="NAME", help="the judge model")
+    judge.add_argument("--prompt", default="score100", metavar="score100|correct-wrong|FILE",
+                       help="judge prompt: the book's 0-100 score (default), a correct/wrong "
+                            "verdict, or a YAML prompt file")
+    judge.add_argument("--api-key-env", metavar="VAR",
+                       help="read the API key from this environment variable (default: "
+                            "TUI_FT_JUDGE_API_KEY, else OPENAI_API_KEY; none: no key)")
+    judge.add_argument("--api-key-file", metavar="FILE",
+                       help="read the API key from FILE (mode 600: readable by you only)")
+    judge.add_argument("--concurrency", type=_positive_int, default=4, metavar="N",
+                       help="requests at once (default: 4)")
+    judge.add_argument("--timeout", type=float, default=60.0, metavar="S",
+                       help="seconds to wait for each reply (default: 60)")
+    judge.add_argument("--retries", type=int, default=4, metavar="N",
+                       help="tries again after 429, 5xx, a timeout or a dropped connection, "
+                            "waiting longer each time (default: 4)")
+    judge.add_argument("--backoff", type=float, default=1.0, metavar="S",
+                       help="first wait before trying again, doubled each time; a "
+                            "Retry-After from the server wins (default: 1)")
+    judge.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -344,6 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_commands(sub)
     _add_train_commands(sub)
     _add_grades_commands(sub)
+    _add_judge_command(sub)
     _add_eval_commands(sub)
     styles = sub.add_parser("styles", help="list prompt styles",
                             description="List the built-in prompt styles and those in your "
@@ -397,6 +455,10 @@ def _main(argv: list[str] | None = None) -> int:
             from .commands import train
 
             return train.run(args)
+        if args.command == "judge" or getattr(args, "grades_command", "") == "agreement":
+            from .commands import judge
+
+            return judge.run(args) if args.command == "judge" else judge.agreement(args)
         if args.command == "grades":
             from .commands import grades
 

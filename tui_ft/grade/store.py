@@ -159,9 +159,13 @@ class GradeStore:
                 "accuracy": correct / graded if graded else None}
 
     def export_rows(self, responses: list[dict]) -> list[dict]:
+        from .judge import JudgmentStore
+
+        judgments = JudgmentStore(self.run)
         rows = []
         for r in responses:
             g = self.of(r)
+            j = judgments.latest(r) or {}
             rows.append({"id": r["id"], "instruction": r.get("instruction", ""),
                          "input": r.get("input", ""), "expected": r.get("expected", ""),
                          "response": r.get("response", ""), "grade": g.grade or "ungraded",
@@ -169,7 +173,13 @@ class GradeStore:
                          "checkpoint": r.get("checkpoint"), "graded_at": g.graded_at,
                          # The automatic check beside the person's mark, never in place
                          # of it: where they disagree is what a reviewer looks at.
-                         "exact_match": automatic_match(r)})
+                         "exact_match": automatic_match(r),
+                         # The LLM judge's newest word on this exact answer, also
+                         # beside the mark (null where no judge has read it).
+                         "judge_verdict": j.get("verdict"), "judge_score": j.get("score"),
+                         "judge_reply": j.get("reply"), "judge_reason": j.get("reason"),
+                         "judge_unparseable": j.get("unparseable"),
+                         "judge_prompt": j.get("prompt"), "judge_model": j.get("model")})
         return rows
 
     def export(self, responses: list[dict], out: Path) -> dict:
