@@ -17,7 +17,10 @@ from tui_ft.grade.store import GradeError, GradeStore
 from tui_ft.runfolder import Run
 
 EXPORT_FIELDS = {"id", "instruction", "input", "expected", "response", "grade", "note", "run",
-                 "checkpoint", "graded_at", "exact_match"}
+                 "checkpoint", "graded_at", "exact_match",
+                 # The LLM judge's word (issue 16; null where no judge read the answer).
+                 "judge_verdict", "judge_score", "judge_reply", "judge_reason",
+                 "judge_unparseable", "judge_prompt", "judge_model"}
 
 
 def make_responses(n: int = 4, checkpoint: str = "checkpoint-10") -> list[dict]:

@@ -295,7 +295,10 @@ def _add_grades_commands(sub: argparse._SubParsersAction) -> None:
         description="Write one JSON object per response: id, instruction, input, expected, "
                     "response, grade (correct/wrong/ungraded), note, run, checkpoint, "
                     "graded_at, exact_match (the automatic check, a suggestion beside the "
-                    "grade). The file is written atomically.")
+                    "grade), and the LLM judge's newest word on the answer ('tui-ft "
+                    "judge'): judge_verdict, judge_score, judge_reply, judge_reason, "
+                    "judge_unparseable, judge_prompt, judge_model (null where no judge "
+                    "read it). The file is written atomically.")
     export.add_argument("run", help="run folder or name")
     export.add_argument("out", help="the JSONL file to write")
     summary = grades_sub.add_parser("summary", help="counts and accuracy")
