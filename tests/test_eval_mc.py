@@ -344,3 +344,65 @@ def test_cli_scores_a_trained_run_by_its_name(run_cli, tmp_path, sample_question
     model, _ = load_model(str(run.path), runs=run_checkpoint)
     want = summarize(sample_questions, score_questions(model, sample_questions))
     assert json.loads(proc.stdout)["accuracy"] == pytest.approx(want["accuracy"])
+
+
+# --------------------------------------------------------------------------- lm-eval
+
+
+def lm_eval_python() -> str | None:
+    """A Python that has lm-evaluation-harness: $LM_EVAL_PYTHON, or this one if it has
+    it (it is no dependency of ours, test extras included)."""
+    import importlib.util
+    import sys
+
+    if os.environ.get("LM_EVAL_PYTHON"):
+        return os.environ["LM_EVAL_PYTHON"]
+    return sys.executable if importlib.util.find_spec("lm_eval") else None
+
+
+@pytest.mark.slow
+def test_lm_eval_scores_an_exported_model_as_eval_mc_does(run_cli, tmp_path, repo_root,
+                                                          sample_questions):
+    import subprocess
+
+    python = lm_eval_python()
+    if python is None:
+        pytest.skip("lm-evaluation-harness is not installed (or set LM_EVAL_PYTHON)")
+    model_dir = tmp_path / "model"
+    exported = run_cli("export", "tiny", model_dir)
+    assert exported.returncode == 0, exported.stderr
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text("".join(
+        json.dumps({"question": q.question, "choices": list(q.choices),
+                    "answer": q.answer, "subject": q.subject}) + "\n"
+        for q in sample_questions), encoding="utf-8")
+    # The task file the README points to, aimed at this file.
+    task = (repo_root / "docs" / "lm_eval" / "tuift_mc.yaml").read_text(encoding="utf-8")
+    assert "    test: questions.jsonl\n" in task
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "tuift_mc.yaml").write_text(
+        task.replace("test: questions.jsonl", f"test: {questions}"), encoding="utf-8")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
+               HF_DATASETS_CACHE=str(tmp_path / "hf-datasets"))
+    proc = subprocess.run(
+        [python, "-m", "lm_eval", "--model", "hf", "--model_args",
+         f"pretrained={model_dir},dtype=float32", "--include_path", tmp_path / "tasks",
+         "--tasks", "tuift_mc", "--device", "cpu", "--batch_size", "8",
+         "--output_path", tmp_path / "out", "--log_samples"],
+        capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [samples] = (tmp_path / "out").rglob("samples_tuift_mc*.jsonl")
+    [results] = (tmp_path / "out").rglob("results_*.json")
+    theirs = {}
+    for line in samples.read_text(encoding="utf-8").splitlines():
+        doc = json.loads(line)
+        theirs[doc["doc_id"]] = [float(r[0][0]) for r in doc["resps"]]
+    model, _ = load_model(model_dir)
+    ours = score_questions(model, sample_questions)
+    assert len(theirs) == len(ours)
+    for i, s in enumerate(ours):
+        assert s.logprobs == pytest.approx(theirs[i], abs=1e-4), i
+    cli = run_cli("eval", "mc", questions, "-m", model_dir, "--json")
+    assert cli.returncode == 0, cli.stderr
+    acc = json.loads(results.read_text())["results"]["tuift_mc"]["acc,none"]
+    assert json.loads(cli.stdout)["accuracy"] == pytest.approx(acc, abs=1e-9)
