@@ -22,7 +22,7 @@ from typing import Sequence
 
 from ..errors import DatasetError
 from ..fsio import special_kind
-from .records import describe_value
+from .records import describe_value, string_field
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 CSV_SUFFIXES = (".csv",)
@@ -152,14 +152,16 @@ def _question(obj: object, subject: str, where: str) -> Question:
     if not isinstance(obj, dict):
         raise ValueError(f"expected an object with question, choices and answer, not "
                          f"{describe_value(obj)}")
-    question = obj.get("question")
-    if not isinstance(question, str):
-        raise ValueError("missing field 'question'" if question is None else
-                         f"field 'question' must be a string, not {describe_value(question)}")
+    # The record checks of instruction data: a lone surrogate is refused here, where
+    # it is located, not passed on to the tokenizer.
+    question = string_field(obj, "question", required=True)
     choices = obj.get("choices")
-    if (not isinstance(choices, list) or not all(isinstance(c, str) for c in choices)):
+    if not isinstance(choices, list):
         raise ValueError("missing field 'choices'" if choices is None else
-                         "field 'choices' must be a list of strings")
+                         f"field 'choices' must be a list of strings, not "
+                         f"{describe_value(choices)}")
+    choices = [string_field({f"choices[{i}]": c}, f"choices[{i}]", required=True)
+               for i, c in enumerate(choices)]
     if not 2 <= len(choices) <= len(LETTERS):
         raise ValueError(f"field 'choices' has {len(choices)} choices: give 2 to "
                          f"{len(LETTERS)}")
@@ -176,9 +178,11 @@ def _question(obj: object, subject: str, where: str) -> Question:
         raise ValueError(f"answer {json.dumps(answer)} is not a choice: give an index "
                          f"0 to {len(choices) - 1} or a letter {letters[0]} to "
                          f"{letters[-1]}")
-    own = obj.get("subject", subject)
-    if not isinstance(own, str) or not own.strip():
-        raise ValueError("field 'subject' must be a non-empty string")
+    own = subject
+    if obj.get("subject") is not None:
+        own = string_field(obj, "subject", required=True)
+        if not own.strip():
+            raise ValueError("field 'subject' is empty")
     return Question(question, tuple(choices), index, own.strip(), where)
 
 
