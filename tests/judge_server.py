@@ -38,6 +38,7 @@ class JudgeServer:
         self.behave = behave
         self.requests: list[dict] = []  # {"answer", "attempt", "body", "headers", "t"}
         self.lock = threading.Lock()
+        self.in_flight = self.most_in_flight = 0  # requests being answered at once
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -59,8 +60,15 @@ class JudgeServer:
                                             "body": body, "headers": dict(self.headers),
                                             "path": self.path, "t": time.monotonic()})
                 reply = server.behave(answer, attempt, body)
-                if reply.delay:
-                    time.sleep(reply.delay)
+                with server.lock:
+                    server.in_flight += 1
+                    server.most_in_flight = max(server.most_in_flight, server.in_flight)
+                try:
+                    if reply.delay:
+                        time.sleep(reply.delay)
+                finally:
+                    with server.lock:
+                        server.in_flight -= 1
                 if reply.drop:
                     # The connection closes with no reply at all.
                     self.close_connection = True

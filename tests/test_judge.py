@@ -90,6 +90,15 @@ def test_good_replies_json_contract_and_no_second_send(run_cli, tmp_path):
         assert json.loads(other.stdout)["sent"] == 6 and server.sent() == 12
 
 
+def test_concurrency_is_bounded(tmp_path):
+    run = make_run(tmp_path, 8)
+    with JudgeServer(lambda a, n, b: Reply('{"score": 1}', delay=0.2)) as server:
+        summary = judge_run(run, JudgeSettings(server.url, "m", load_prompt("score100"),
+                                               concurrency=3))
+    assert summary["judged"] == 8
+    assert server.most_in_flight == 3
+
+
 def test_429_with_retry_after_and_500_are_retried(tmp_path):
     run = make_run(tmp_path, 3)
 
@@ -128,7 +137,7 @@ def test_slow_reply_past_timeout_is_retried_then_recorded_as_error(run_cli, tmp_
         proc = judge(run_cli, run, server, "--json", "--timeout", "0.5", "--retries", "1")
         assert time.monotonic() - started < 15
         assert proc.returncode == 1, proc.stderr
-        assert "1 answers got no judgment" in proc.stderr
+        assert "1 answers got no judgment (one: no reply within 0.5 s" in proc.stderr
         summary = json.loads(proc.stdout)
         assert summary["judged"] == 2 and summary["errors"] == 1
         assert server.sent("ANS-1") == 2 and server.sent("ANS-2") == 2

@@ -53,7 +53,8 @@ def run(args) -> int:
         print(f"judgments: {summary['path']}")
         _show_unparseable(run_, settings)
     if summary["errors"]:
-        print(f"tui-ft: error: {summary['errors']} answers got no judgment (each is in "
+        print(f"tui-ft: error: {summary['errors']} answers got no judgment (one: "
+              f"{visible(summary['last_error'] or '?', keep_newlines=False)}; each is in "
               f"{summary['path']} with its error); run the same command again to send "
               "them again", file=sys.stderr)
         return 1

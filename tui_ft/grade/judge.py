@@ -680,6 +680,7 @@ def _summary(store: JudgmentStore, responses: list[dict], settings: JudgeSetting
     store.refresh()
     prompt = settings.prompt
     judged = unparseable = errors = 0
+    last_error = None
     scores: list[int] = []
     passed: list[bool] = []
     for r in responses:
@@ -688,6 +689,7 @@ def _summary(store: JudgmentStore, responses: list[dict], settings: JudgeSetting
             continue
         if entry.get("error"):
             errors += 1
+            last_error = str(entry["error"])
             continue
         judged += 1
         if entry.get("unparseable"):
@@ -703,5 +705,5 @@ def _summary(store: JudgmentStore, responses: list[dict], settings: JudgeSetting
             "pass_rate": sum(passed) / len(passed) if passed else None,
             "total": len(responses), "sent": state["sent"],
             "skipped": len(responses) - state["pending"],
-            "stopped": state["stopped"], "prompt": prompt.name, "kind": prompt.kind,
+            "last_error": last_error, "stopped": state["stopped"], "prompt": prompt.name, "kind": prompt.kind,
             "model": settings.model, "path": str(store.path)}
