@@ -272,7 +272,10 @@ def test_cross_checks_between_keys():
     assert problems_of({"fp16": True, "device": "auto"}) == {}  # a GPU box decides at start
     assert problems_of({"bf16": True, "device": "cpu"}) == {}
     assert "greater_is_better" in problems_of({"greater_is_better": True})
-    assert "metric_for_best_model" in problems_of({"metric_for_best_model": "accuracy"})
+    assert "metric_for_best_model" in problems_of({"metric_for_best_model": "eval_f1"})
+    # An accuracy is computed (issue 17), and must be greater-is-better.
+    assert "greater_is_better" in problems_of({"metric_for_best_model": "accuracy"})
+    assert problems_of({"metric_for_best_model": "accuracy", "greater_is_better": True}) == {}
     stopping = problems_of({"early_stopping_patience": 2, "eval_strategy": "no",
                             "load_best_model_at_end": False})
     assert "needs evaluation" in stopping["early_stopping_patience"].reason

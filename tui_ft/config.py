@@ -206,9 +206,13 @@ class TrainConfig:
     load_best_model_at_end: bool = _p(True, "evaluation and checkpoints",
                                       "At the end, restore the checkpoint with the best metric.")
     metric_for_best_model: str = _p("eval_loss", "evaluation and checkpoints",
-                                    "Metric that decides the best checkpoint.")
+                                    "Metric that decides the best checkpoint (kept, "
+                                    "loaded at the end, early stopping): eval_loss, or "
+                                    "eval_accuracy (next-token accuracy on the learned "
+                                    "tokens of the validation split).")
     greater_is_better: bool = _p(False, "evaluation and checkpoints",
-                                 "Whether a larger metric is better (false for losses).")
+                                 "Whether a larger metric is better: false for eval_loss, "
+                                 "true for eval_accuracy.")
     early_stopping_patience: int | None = _p(None, "evaluation and checkpoints",
                                              "Stop after this many evaluations without "
                                              "improvement (empty: never).", int, minimum=1,
@@ -541,12 +545,17 @@ def _cross_checks(c: dict, given: set, styles: Collection[str], recorded: bool =
         out.append(Problem("early_stopping_patience", c["early_stopping_patience"],
                            "needs evaluation: set eval_strategy to steps or epoch"))
     metric = c["metric_for_best_model"]
-    if metric.removeprefix("eval_") not in ("loss",):
+    name = metric.removeprefix("eval_")
+    if name not in ("loss", "accuracy"):
         out.append(Problem("metric_for_best_model", metric,
-                           "only eval_loss (validation loss) is computed"))
-    elif "greater_is_better" in given and c["greater_is_better"]:
+                           "eval_loss (validation loss) and eval_accuracy (next-token "
+                           "accuracy on the validation split) are computed"))
+    elif name == "loss" and c["greater_is_better"]:
         out.append(Problem("greater_is_better", True,
                            "a loss is better when smaller: set it to false"))
+    elif name == "accuracy" and not c["greater_is_better"]:
+        out.append(Problem("greater_is_better", False,
+                           "an accuracy is better when larger: set it to true"))
     if c["val_dataset"] is None and c["eval_strategy"] != "no" and c["split_ratios"][1] == 0:
         out.append(Problem("split_ratios", c["split_ratios"],
                            "the validation share is 0 but eval_strategy is "

@@ -60,6 +60,7 @@ STATUS_FIELDS = {
     "best_metric": "number", "best_eval_step": "int", "best_eval_metric": "number",
     "responses": "dict", "overfitting": "dict", "error_kind": "str",
     "world_size": "int", "effective_batch_size": "int", "failed_rank": "int",
+    "metric_for_best_model": "str",
     "launcher_pid": "int",
 }
 
@@ -68,6 +69,7 @@ STATUS_FIELDS = {
 METRIC_FIELDS = {
     "step": "int", "epoch": "number", "time": "number", "event": "str",
     "total_steps": "int", "train_loss": "number", "val_loss": "number",
+    "val_accuracy": "number",
     "tokens_per_s": "number", "lr": "number",
 }
 

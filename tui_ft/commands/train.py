@@ -11,7 +11,7 @@ from pathlib import Path
 from ..config import TrainConfig
 from ..paths import runs_dir
 from ..runfolder import Run, RunError
-from ..runs.progress import format_duration
+from ..runs.progress import format_duration, metric_label
 from ..runs.registry import find_run, list_runs
 from ..text import visible
 from .progress import ProgressLine, TrainingProgress
@@ -166,12 +166,13 @@ def best_summary(status: dict) -> str:
     it has no checkpoint (runfolder.py, BestCheckpoint)."""
     best, metric = status.get("best_checkpoint"), status.get("best_checkpoint_metric",
                                                              status.get("best_metric"))
+    label = metric_label(status.get("metric_for_best_model"))
     text = f"best checkpoint {best or '-'}" + (
-        f" (val loss {metric:.4f})" if best and isinstance(metric, (int, float)) else "")
+        f" ({label} {metric:.4f})" if best and isinstance(metric, (int, float)) else "")
     step, value = status.get("best_eval_step"), status.get("best_eval_metric")
     if step is not None and isinstance(value, (int, float)) and \
             step != status.get("best_checkpoint_step"):
-        text += f"; best evaluation step {step} (val loss {value:.4f}, no checkpoint there)"
+        text += f"; best evaluation step {step} ({label} {value:.4f}, no checkpoint there)"
     return text
 
 

@@ -107,3 +107,32 @@ def lm_loss_sum(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor
     dtype = _compute_dtype(hidden)
     with torch.autocast(hidden.device.type, enabled=False):
         return _LinearCrossEntropy.apply(h, weight, y, chunk, dtype, want_grad)
+
+
+@torch.no_grad()
+def lm_eval_sums(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, *,
+                 chunk: int = DEFAULT_CHUNK,
+                 positions: torch.Tensor | None = None) -> torch.Tensor:
+    """For evaluation, in one pass over the labelled positions a chunk at a time (as
+    lm_loss_sum, no gradients): a float64 tensor of [summed cross-entropy, number of
+    positions whose most likely token is the label]. The second over the count of
+    labelled tokens is next-token accuracy (Hugging Face's eval_accuracy for causal
+    language models, computed on the learned tokens only)."""
+    h = hidden.reshape(-1, hidden.size(-1))
+    y = labels.reshape(-1)
+    if positions is not None:
+        h = h.index_select(0, positions)
+        y = y.index_select(0, positions)
+    dtype = _compute_dtype(hidden)
+    out = torch.zeros(2, dtype=torch.float64, device=hidden.device)
+    with torch.autocast(hidden.device.type, enabled=False):
+        w = weight.to(dtype)
+        for start in range(0, h.size(0), chunk):
+            logits = h[start:start + chunk].to(dtype) @ w.t()
+            target = y[start:start + chunk]
+            valid = target != IGNORE_INDEX
+            safe = target.masked_fill(~valid, 0)
+            logp = torch.log_softmax(logits, dim=-1, dtype=torch.float32)
+            out[0] -= (logp.gather(1, safe.unsqueeze(1)).squeeze(1) * valid).sum().double()
+            out[1] += ((logits.argmax(dim=-1) == target) & valid).sum().double()
+    return out

@@ -13,6 +13,12 @@ EVENTS = ("data", "packing", "start", "resumed", "checkpoint", "checkpoint_kept"
           "best_model_loaded", "early_stopping", "stopped", "failed", "end")
 
 
+def metric_label(name) -> str:
+    """How metric_for_best_model reads beside its value: val loss, val accuracy."""
+    return "val accuracy" if str(name or "").removeprefix("eval_") == "accuracy" \
+        else "val loss"
+
+
 def format_duration(seconds: float | None) -> str:
     if seconds is None or seconds != seconds or seconds < 0:
         return "--"
@@ -141,7 +147,8 @@ def describe_event(m: dict) -> str:
     if event == "best_model_loaded":
         metric = m.get("metric")
         return (f"the run hands on its best checkpoint, {m.get('checkpoint')}"
-                + (f" (val loss {metric:.4f})" if isinstance(metric, (int, float)) else ""))
+                + (f" ({metric_label(m.get('metric_name'))} {metric:.4f})"
+                   if isinstance(metric, (int, float)) else ""))
     if event == "checkpoint_kept":
         return (f"kept {m.get('checkpoint')} beyond save_total_limit "
                 f"{m.get('save_total_limit')}: {m.get('graded')} of its responses are graded")

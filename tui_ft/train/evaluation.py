@@ -17,13 +17,19 @@ from .monitor import EarlyStopping, OverfitMonitor
 from .state import better
 
 
+def metric_name(config: TrainConfig) -> str:
+    """metric_for_best_model without Hugging Face's optional eval_ prefix."""
+    return config.metric_for_best_model.removeprefix("eval_")
+
+
 class Evaluation:
-    """Evaluates a run's model on `val`. `loss_sum` is the summed loss of a batch and
+    """Evaluates a run's model on `val`. `eval_sums` gives a batch's summed loss and
+    correctly predicted tokens (Trainer._eval_sums) and
     `collate` makes one (the Trainer's); `emit` receives the evaluation's records."""
 
     def __init__(self, config: TrainConfig, run: Run, val: list[Example], *,
                  monitor: OverfitMonitor, stopper: EarlyStopping | None,
-                 loss_sum: Callable[[dict], torch.Tensor], collate: Callable[[list], dict],
+                 eval_sums: Callable[[dict], torch.Tensor], collate: Callable[[list], dict],
                  emit: Callable[[dict], None], device: torch.device,
                  world: World = World(), lockstep: bool = False) -> None:
         # `lockstep`: every rank runs as many batches (FSDP gathers weights in each
@@ -31,7 +37,7 @@ class Evaluation:
         self.config, self.run, self.val, self.world = config, run, val, world
         self.lockstep = lockstep
         self.monitor, self.stopper = monitor, stopper
-        self.loss_sum, self.collate, self.emit, self.device = loss_sum, collate, emit, device
+        self.eval_sums, self.collate, self.emit, self.device = eval_sums, collate, emit, device
 
     @torch.no_grad()
     def __call__(self, model, state: dict, step: int, epoch_f: float,
@@ -42,7 +48,7 @@ class Evaluation:
         if not self.val:
             return False
         model.eval()
-        total = torch.zeros((), device=self.device)
+        total = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss, correct
         targets = 0
         # Sorted by length so each batch pads little; the order does not change the sum.
         order = sorted(range(len(self.val)), key=lambda i: len(self.val[i].input_ids))
@@ -55,22 +61,27 @@ class Evaluation:
             starts.append(None)
         for start in starts:
             if start is None:
-                total += 0.0 * self.loss_sum(self.collate(self.val[:1]))
+                total += 0.0 * self.eval_sums(self.collate(self.val[:1]))
                 continue
             examples = [self.val[i] for i in order[start:start + size]]
-            total += self.loss_sum(self.collate(examples))
+            total += self.eval_sums(self.collate(examples))
             targets += sum(e.n_targets for e in examples)
         model.train()
-        summed, targets = reduce_sum([total, targets], self.world, self.device).tolist()
+        summed, correct, targets = reduce_sum([total[0], total[1], targets], self.world,
+                                              self.device).tolist()
         val_loss = summed / max(1, targets)
+        accuracy = correct / max(1, targets)
         if not math.isfinite(val_loss):
             raise TrainingError(f"the validation loss is NaN or infinite at step {step}")
+        # The metric that picks the best checkpoint, keeps it, loads it at the end and
+        # stops early: the validation loss, or next-token accuracy (metric_for_best_model).
+        metric = accuracy if metric_name(c) == "accuracy" else val_loss
         s["last_eval_step"] = step
-        s["last_metric"] = val_loss
+        s["last_metric"] = metric
         self.emit({"step": step, "epoch": round(epoch_f, 4), "val_loss": val_loss,
-                   "train_loss_window": window_train})
-        if better(val_loss, s["best_eval_metric"], c.greater_is_better):
-            s["best_eval_metric"], s["best_eval_step"] = val_loss, step
+                   "val_accuracy": accuracy, "train_loss_window": window_train})
+        if better(metric, s["best_eval_metric"], c.greater_is_better):
+            s["best_eval_metric"], s["best_eval_step"] = metric, step
         self.run.write_status(best_eval_step=s["best_eval_step"],
                               best_eval_metric=s["best_eval_metric"], durable=False)
         event = self.monitor.update(step, val_loss, window_train)
@@ -84,7 +95,7 @@ class Evaluation:
             self.emit(event)
             self.run.write_status(overfitting=event if event["event"] == "overfitting"
                                   else None)
-        return self.stopper is not None and self.stopper.update(val_loss)
+        return self.stopper is not None and self.stopper.update(metric)
 
     def _overfit_checkpoint(self, state: dict) -> tuple[str | None, float | None]:
         """The checkpoint to go back to when overfitting: the one saved at the alert's

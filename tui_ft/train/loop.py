@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import time
+from functools import partial
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
@@ -17,7 +18,7 @@ from ..config import TrainConfig
 from ..data.batches import Example, Pack, batch_order, encode_records
 from ..data.styles import load_styles
 from ..errors import TrainingError
-from ..model.loss import lm_loss_sum
+from ..model.loss import lm_eval_sums, lm_loss_sum
 from ..model.weights import load_model
 from . import checkpoints as ckpt
 from .batching import Collator, item_length, pack
@@ -55,13 +56,14 @@ class _LossModule(torch.nn.Module):
     """The whole forward pass and loss of a batch as one module, for DDP to wrap: its
     gradient hooks then see every use of a weight (the tied output layer too)."""
 
-    def __init__(self, model: torch.nn.Module, loss_sum: Callable[[dict], torch.Tensor]):
+    def __init__(self, model: torch.nn.Module, loss_sum: Callable[[dict], torch.Tensor],
+                 eval_sums: Callable[[dict], torch.Tensor]):
         super().__init__()
         self.model = model
-        self._loss_sum = loss_sum
+        self._loss_sum, self._eval_sums = loss_sum, eval_sums
 
-    def forward(self, batch: dict) -> torch.Tensor:
-        return self._loss_sum(batch)
+    def forward(self, batch: dict, evaluate: bool = False) -> torch.Tensor:
+        return self._eval_sums(batch) if evaluate else self._loss_sum(batch)
 
 
 class Trainer:
@@ -203,12 +205,12 @@ class Trainer:
         # optimizer is made: it must hold the shards). distributed.py says more.
         self.parallel = None
         if fsdp:
-            self.parallel = shard_fsdp(_LossModule(model, self._loss_sum), model.h, world,
+            self.parallel = shard_fsdp(_LossModule(model, self._loss_sum, self._eval_sums), model.h, world,
                                        device)
         optimizer, scheduler, scaler = build_optimization(model, c, total_steps)
         self.sharded = ShardedState(self.parallel, optimizer, world) if fsdp else None
         if world.distributed and not fsdp:
-            self.parallel = wrap_ddp(_LossModule(model, self._loss_sum), device)
+            self.parallel = wrap_ddp(_LossModule(model, self._loss_sum, self._eval_sums), device)
 
         monitor = OverfitMonitor(c.overfit_patience, c.overfit_min_delta)
         stopper = (EarlyStopping(c.early_stopping_patience, c.early_stopping_threshold,
@@ -242,6 +244,7 @@ class Trainer:
                          steps_per_epoch=steps_per_epoch, model=info.describe(),
                          device=str(device), precision=c.precision, error=None,
                          stopped_by=None, started_at=now_iso(), world_size=world.world_size,
+                         metric_for_best_model=c.metric_for_best_model,
                          effective_batch_size=effective, **best_fields(state))
         self.emit({"step": state["global_step"], "epoch": state["global_step"] /
                    steps_per_epoch, "event": "start", "total_steps": total_steps,
@@ -262,7 +265,8 @@ class Trainer:
         # FSDP's weights are whole only inside the sharded module's forward, which
         # every rank must run together: evaluation goes through it, in lockstep.
         self.evaluate = Evaluation(c, run, val, monitor=monitor, stopper=stopper,
-                                   loss_sum=self.parallel if fsdp else self._loss_sum,
+                                   eval_sums=(partial(self.parallel, evaluate=True)
+                                              if fsdp else self._eval_sums),
                                    collate=self.collate, emit=self.emit, device=device,
                                    world=world, lockstep=fsdp)
         try:
@@ -278,6 +282,13 @@ class Trainer:
                 "gradient_checkpointing") from None
         self._finish(final)
         return final
+
+    def _eval_sums(self, batch: dict) -> torch.Tensor:
+        """[summed cross-entropy, correctly predicted tokens] of a batch (evaluation)."""
+        with self._autocast(self.device):
+            hidden = self.hidden(batch)
+            return lm_eval_sums(hidden, self.model.lm_head.weight, batch["labels"],
+                                positions=batch.get("target_positions"))
 
     def _loss_sum(self, batch: dict) -> torch.Tensor:
         """Summed cross-entropy of a batch over its learned tokens (fp32 scalar)."""
@@ -494,7 +505,7 @@ class Trainer:
             self.emit({"step": s["global_step"], "epoch": epoch, "event": "best_model_loaded",
                        "checkpoint": s["best_checkpoint"],
                        "checkpoint_step": s["best_checkpoint_step"],
-                       "metric": s["best_metric"]})
+                       "metric": s["best_metric"], "metric_name": c.metric_for_best_model})
         else:
             last = self.run_dir.checkpoints()
             status["final_checkpoint"] = last[-1].name if last else None

@@ -21,7 +21,7 @@ from ...config import TrainConfig, read_yaml
 from ...errors import TuiFtError
 from ...paths import runs_dir
 from ...runfolder import CHECKPOINT_RE, Run, RunError
-from ...runs.progress import ProgressState, describe_event
+from ...runs.progress import ProgressState, describe_event, metric_label
 from ...runs.registry import list_runs
 from ...tail import JsonlTail, LineTail
 from ...text import visible
@@ -163,6 +163,8 @@ class TrainingScreen(Screen):
         match = CHECKPOINT_RE.match(best) if isinstance(best, str) else None
         step = int(match.group(1)) if match else None
         metric = self.status.get("best_checkpoint_metric")
+        if metric_label(self.status.get("metric_for_best_model")) != "val loss":
+            metric = None  # an accuracy: not a point on the loss chart
         chart.set_best(step, metric if isinstance(metric, (int, float))
                        and not isinstance(metric, bool) else None)
         chart.maybe_redraw(force=force_chart)
