@@ -300,6 +300,8 @@ def test_read_api_key_prefers_the_named_variable(monkeypatch):
     assert read_api_key() == "a"
     monkeypatch.setenv("MY_KEY", "c")
     assert read_api_key("MY_KEY") == "c"
+    with pytest.raises(JudgeError, match="UNSET_KEY is not set"):
+        read_api_key("UNSET_KEY")
 
 
 def test_server_without_constrained_output_is_asked_plainly(tmp_path):
@@ -482,3 +484,19 @@ def test_wheel_ships_the_prompts_and_declares_the_judge_extra(tmp_path, repo_roo
     # httpx is never a plain dependency: the app installs without it.
     assert not any(line.startswith("Requires-Dist: httpx") and "extra" not in line
                    for line in meta.splitlines())
+
+
+def test_a_second_judge_on_one_run_is_refused(run_cli, tmp_path):
+    from tui_ft.fsio import try_lock
+
+    run = make_run(tmp_path, 1)
+    fd = try_lock(run.path / ".judge.lock")  # as a 'tui-ft judge' running now holds it
+    try:
+        with JudgeServer(good) as server:
+            proc = judge(run_cli, run, server)
+            assert proc.returncode == 1 and "another 'tui-ft judge'" in proc.stderr
+            assert server.sent() == 0
+    finally:
+        os.close(fd)
+    with JudgeServer(good) as server:
+        assert judge(run_cli, run, server).returncode == 0

@@ -379,7 +379,14 @@ def read_api_key(env: str | None = None, key_file: str | Path | None = None) -> 
         if not key:
             raise JudgeError(f"{path}: the key file is empty")
         return key
-    for name in ((env,) if env else API_KEY_ENVS):
+    if env:
+        # Named on purpose: unset is a mistake, not "no key".
+        value = os.environ.get(env, "").strip()
+        if not value:
+            raise JudgeError(f"--api-key-env {env}: the environment variable {env} is "
+                             "not set or empty")
+        return value
+    for name in API_KEY_ENVS:
         value = os.environ.get(name, "").strip()
         if value:
             return value
