@@ -160,6 +160,20 @@ def test_shots_are_of_the_same_subject_never_the_question_and_follow_the_seed(
     assert pick_shots(sample_questions, 0, seed=5) == [[]] * len(sample_questions)
 
 
+def test_shots_from_another_file_come_from_it_and_only_of_the_subject(sample_questions,
+                                                                    tmp_path):
+    dev = tmp_path / "arithmetic_dev.csv"
+    dev.write_text("What is 1 + 1?,2,3,4,5,A\nWhat is 2 + 1?,2,3,4,5,B\n", encoding="utf-8")
+    pool = read_questions(dev)
+    shots = pick_shots(sample_questions, 5, seed=0, pool=pool)
+    for q, s in zip(sample_questions, shots):
+        if q.subject == "arithmetic":
+            assert sorted(x.question for x in s) == ["What is 1 + 1?", "What is 2 + 1?"]
+        else:
+            assert s == []
+    assert prompt(sample_questions[0], shots[0]).count("Answer:") == 3
+
+
 # --------------------------------------------------------------------------- files
 
 
@@ -313,6 +327,15 @@ def test_cli_with_a_checkpoint_folder_limit_and_a_table(run_cli, tmp_path,
               for q in [x for x in sample_questions if x.subject == s][:4]]
     assert got["n"] == 12
     assert got["accuracy"] == sum(q.answer == 2 for q in firsts) / 12
+    # Shots from another file (a dev split): the planted model still says C.
+    dev = tmp_path / "arithmetic_dev.csv"
+    dev.write_text("What is 1 + 1?,2,3,4,5,A\n", encoding="utf-8")
+    shot = run_cli("eval", "mc", SAMPLE, "-m", folder, "--shots", "1", "--shots-from",
+                   dev, "--json")
+    assert shot.returncode == 0, shot.stderr
+    assert json.loads(shot.stdout)["accuracy"] == (
+        sum(q.answer == 2 for q in sample_questions) / len(sample_questions))
+    assert "32 questions have fewer than 1 shots" in shot.stderr
     table = run_cli("eval", "mc", SAMPLE, "-m", folder)
     assert table.returncode == 0, table.stderr
     assert table.stdout.splitlines()[-1].split()[:2] == ["all", str(len(sample_questions))]

@@ -52,8 +52,9 @@ def run_mc(args) -> int:
     short = [q.subject for q, s in zip(questions, shots) if len(s) < args.shots]
     if short:
         print(f"tui-ft eval mc: note: {len(short)} questions have fewer than {args.shots} "
-              f"other questions of their subject to take shots from "
-              f"(e.g. {visible(short[0], keep_newlines=False)})", file=sys.stderr)
+              f"shots: their subject has fewer questions to draw from "
+              f"(e.g. {visible(short[0], keep_newlines=False)}); they get all there are",
+              file=sys.stderr)
     resolved = resolve_source(args.model, runs=run_checkpoint)
 
     from .generate import _load
