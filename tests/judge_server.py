@@ -28,9 +28,11 @@ class Reply:
     """What the server does with one request."""
 
     def __init__(self, content: str | None = None, *, status: int = 200, body: bytes | None = None,
-                 headers: dict | None = None, delay: float = 0.0, drop: bool = False) -> None:
+                 headers: dict | None = None, delay: float = 0.0, drop: bool = False,
+                 trickle: float = 0.0) -> None:
         self.content, self.status, self.body = content, status, body
         self.headers, self.delay, self.drop = headers or {}, delay, drop
+        self.trickle = trickle  # seconds between the body's bytes
 
 
 class JudgeServer:
@@ -81,7 +83,13 @@ class JudgeServer:
                     for k, v in reply.headers.items():
                         self.send_header(k, v)
                     self.end_headers()
-                    self.wfile.write(data)
+                    if reply.trickle:
+                        for i in range(len(data)):
+                            self.wfile.write(data[i:i + 1])
+                            self.wfile.flush()
+                            time.sleep(reply.trickle)
+                    else:
+                        self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (its timeout)
 

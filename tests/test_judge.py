@@ -155,6 +155,25 @@ def test_slow_reply_past_timeout_is_retried_then_recorded_as_error(run_cli, tmp_
         assert [r["answer"] for r in server.requests] == ["ANS-2"]
 
 
+def test_a_trickling_or_huge_reply_is_bounded(tmp_path):
+    run = make_run(tmp_path, 2)
+
+    def behave(answer, attempt, body):
+        if answer == "ANS-0":
+            return Reply('{"score": 1}', trickle=0.1)  # a byte each 0.1 s: ~10 s
+        return Reply(body=b"x" * (5 << 20))
+
+    with JudgeServer(behave) as server:
+        started = time.monotonic()
+        summary = judge_run(run, JudgeSettings(server.url, "m", load_prompt("score100"),
+                                               timeout=1.0, retries=0))
+        assert time.monotonic() - started < 5
+    assert summary["errors"] == 2
+    errors = sorted(line["error"] for line in journal(run))
+    assert errors[0].startswith("a reply larger than 4 MiB")
+    assert errors[1].startswith("no reply within 1 s")
+
+
 def test_garbage_is_recorded_unparseable_never_zero_and_not_resent(run_cli, tmp_path):
     run = make_run(tmp_path, 4)
 

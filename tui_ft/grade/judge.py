@@ -48,6 +48,8 @@ EXTRA_HINT = 'pip install "tui-ft[judge]"'
 # novel back must not grow the run folder without bound.
 MAX_REPLY_CHARS = 20_000
 MAX_RETRY_AFTER_S = 120.0
+# A chat reply is a few kB; a body past this is not one, and is not read into memory.
+MAX_BODY_BYTES = 4 << 20
 
 
 class JudgeError(TuiFtError):
@@ -453,6 +455,10 @@ class _Failed(Exception):
     """One answer's request failed after its retries."""
 
 
+class _TooLarge(Exception):
+    """A reply body past MAX_BODY_BYTES."""
+
+
 def retry_after(value: str | None) -> float | None:
     """Seconds a Retry-After header asks to wait (seconds or an HTTP date)."""
     if not value:
@@ -502,6 +508,17 @@ class _Client:
             body["response_format"] = prompt.response_format()
         return body
 
+    async def _post(self, body: dict):
+        """The response with its body read, at most MAX_BODY_BYTES of it."""
+        async with self.http.stream("POST", self.s.url, json=body) as reply:
+            data = bytearray()
+            async for chunk in reply.aiter_bytes():
+                data += chunk
+                if len(data) > MAX_BODY_BYTES:
+                    raise _TooLarge()
+            return self.httpx.Response(reply.status_code, headers=reply.headers,
+                                       content=bytes(data), request=reply.request)
+
     async def ask(self, record: dict) -> tuple[str, bool]:
         """The judge's reply text, and whether the output was constrained. Retries
         429, 5xx, timeouts and dropped connections with exponential backoff (or
@@ -516,9 +533,14 @@ class _Client:
             wait = None
             try:
                 self.requests += 1
-                reply = await self.http.post(self.s.url, json=self._body(record, constrained))
-            except httpx.TimeoutException:
+                # The timeout bounds the whole exchange: httpx's own bounds each read,
+                # and a server trickling a byte a second would never end.
+                async with asyncio.timeout(self.s.timeout):
+                    reply = await self._post(self._body(record, constrained))
+            except (httpx.TimeoutException, TimeoutError):
                 problem = f"no reply within {self.s.timeout:g} s"
+            except _TooLarge:
+                raise _Failed(f"a reply larger than {MAX_BODY_BYTES >> 20} MiB") from None
             except httpx.TransportError as exc:
                 problem = f"connection failed ({type(exc).__name__}: {exc or 'dropped'})"
             else:
@@ -712,5 +734,5 @@ def _summary(store: JudgmentStore, responses: list[dict], settings: JudgeSetting
             "pass_rate": sum(passed) / len(passed) if passed else None,
             "total": len(responses), "sent": state["sent"],
             "skipped": len(responses) - state["pending"],
-            "last_error": last_error, "stopped": state["stopped"], "prompt": prompt.name, "kind": prompt.kind,
-            "model": settings.model, "path": str(store.path)}
+            "last_error": last_error, "stopped": state["stopped"], "prompt": prompt.name,
+            "kind": prompt.kind, "model": settings.model, "path": str(store.path)}
