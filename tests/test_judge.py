@@ -19,7 +19,8 @@ import pytest
 from judge_server import JudgeServer, Reply
 from tui_ft.grade.imported import import_answers
 from tui_ft.grade.judge import (JudgeError, JudgeSettings, judge_run, load_prompt,
-                                parse_reply, read_api_key, retry_after)
+                                parse_reply, public_url, read_api_key,
+                                retry_after)
 from tui_ft.grade.responses import answer_key, read_responses
 from tui_ft.runfolder import Run
 
@@ -519,3 +520,10 @@ def test_a_second_judge_on_one_run_is_refused(run_cli, tmp_path):
         os.close(fd)
     with JudgeServer(good) as server:
         assert judge(run_cli, run, server).returncode == 0
+
+
+def test_the_url_written_has_no_credentials():
+    # Stored in each judgment: a key put in the URL must not travel with it.
+    assert public_url("https://me:sk-secret@api.example.com:8443/v1?api-key=sk-2") == (
+        "https://api.example.com:8443/v1")
+    assert public_url("http://127.0.0.1:8000/v1") == "http://127.0.0.1:8000/v1"

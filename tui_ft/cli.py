@@ -284,8 +284,8 @@ def _add_train_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_grades_commands(sub: argparse._SubParsersAction) -> None:
-    grades = sub.add_parser("grades", help="export or summarise a run's grades, or import "
-                                           "answers to grade",
+    grades = sub.add_parser("grades", help="export or summarise a run's grades, import "
+                                           "answers to grade, or compare the LLM judge",
                             description="The grades given in the Grading screen.")
     grades_sub = grades.add_subparsers(dest="grades_command",
                                        metavar="{export,summary,import,agreement}")
