@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from tui_ft.commands.train import run_summary
+from tui_ft.runs.summary import run_summary
 from tui_ft.config import TrainConfig
 from tui_ft.model.weights import load_model
 from tui_ft.runs.run_source import run_checkpoint

@@ -13,6 +13,7 @@ from ..paths import runs_dir
 from ..runfolder import Run, RunError
 from ..runs.progress import format_duration, metric_label
 from ..runs.registry import find_run, list_runs
+from ..runs.summary import run_summary
 from ..text import visible
 from .progress import ProgressLine, TrainingProgress
 
@@ -187,28 +188,6 @@ def _resume_hint(run: Run) -> str:
 def _age(path: Path) -> str:
     seconds = time.time() - path.stat().st_mtime
     return format_duration(seconds) + " ago"
-
-
-def run_summary(run: Run) -> dict:
-    """A run's line in `tui-ft runs`. best_val_loss is the best evaluation overall
-    (at best_eval_step, which may have no checkpoint); best_checkpoint_val_loss is
-    the best checkpoint's own."""
-    status = run.read_status()
-    metrics = run.read_metrics()
-    evals = [m for m in metrics if m.get("val_loss") is not None and "event" not in m]
-    best_eval = min(evals, key=lambda m: m["val_loss"]) if evals else None
-    try:
-        best = run.best_checkpoint()
-    except RunError:  # no checkpoint yet
-        best = None
-    evaluated = best is not None and best.evaluated
-    return {"run": run.name, "path": str(run.path), "state": run.state(),
-            "step": status.get("step"), "total_steps": status.get("total_steps"),
-            "best_val_loss": best_eval["val_loss"] if best_eval else None,
-            "best_eval_step": best_eval["step"] if best_eval else None,
-            "best_checkpoint": best.checkpoint.name if evaluated else None,
-            "best_checkpoint_val_loss": best.metric if evaluated else None,
-            "updated_at": status.get("updated_at"), "error": status.get("error")}
 
 
 def cmd_runs(args) -> int:
