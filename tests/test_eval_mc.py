@@ -60,11 +60,9 @@ def assert_matches_brute_force(model, requests, scored):
 # --------------------------------------------------------------------------- scorer
 
 
-@pytest.mark.parametrize("batch_size", [1, 3, 64])
-def test_batched_scores_equal_one_forward_pass_per_choice(tiny, sample_questions,
-                                                          batch_size):
-    questions = sample_questions[::4]  # all three subjects, both layouts
-    shots = pick_shots(questions, 2, seed=1, pool=sample_questions)
+def test_batched_scores_equal_one_forward_pass_per_choice(tiny, sample_questions):
+    questions = sample_questions[::7]  # all three subjects, both layouts
+    shots = pick_shots(questions, 1, seed=1, pool=sample_questions)
     requests = question_requests(questions, shots)
     # Continuations of several tokens and of different lengths: a row per choice.
     requests += encode_requests(
@@ -72,11 +70,16 @@ def test_batched_scores_equal_one_forward_pass_per_choice(tiny, sample_questions
         [[" Paris", " the city of London", " a large river in Germany"],
          [" four", " 4", " twenty-two, or so it seems"],
          ["Hello", " world again"]])
-    scored = score_requests(tiny, requests, batch_size=batch_size)
     assert all(len(r.choices[0]) == 1 for r in requests[:len(questions)])
     assert any(len(c) > 2 for c in requests[-1].choices + requests[-2].choices)
-    assert_matches_brute_force(tiny, requests, scored)
-    assert not any(s.truncated for s in scored)
+    want = [brute_force(tiny, req) for req in requests]
+    # One row at a time, rows of several lengths padded together, everything at once.
+    for batch_size in (1, 3, 64):
+        scored = score_requests(tiny, requests, batch_size=batch_size)
+        for w, got in zip(want, scored):
+            assert got.logprobs == pytest.approx(w, abs=1e-5), batch_size
+            assert got.predicted == max(range(len(w)), key=w.__getitem__)
+        assert not any(s.truncated for s in scored)
 
 
 def test_a_prompt_longer_than_the_context_is_cut_from_the_left(tiny):
@@ -316,6 +319,7 @@ def test_cli_json_on_the_shipped_sample_equals_the_scorer(run_cli, tiny, sample_
         assert isinstance(row["n"], int) and isinstance(row["accuracy"], float)
 
 
+@pytest.mark.slow
 def test_cli_with_a_checkpoint_folder_limit_and_a_table(run_cli, tmp_path,
                                                         sample_questions):
     folder = tmp_path / "planted"
