@@ -649,7 +649,8 @@ async def _batch(run, settings, httpx, store, judge, pending, state, on_progress
     client = _Client(settings, httpx)
     prompt = settings.prompt
     gate = asyncio.Semaphore(settings.concurrency)
-    fatal: list[str] = []
+    # What ends the batch for every answer (a bad key, a full disk): the first one.
+    fatal: list[Exception] = []
     total = len(pending)
 
     async def one(record: dict) -> None:
@@ -664,7 +665,7 @@ async def _batch(run, settings, httpx, store, judge, pending, state, on_progress
             try:
                 reply, constrained = await client.ask(record)
             except _Fatal as exc:
-                fatal.append(str(exc))
+                fatal.append(JudgeError(str(exc)))
                 return
             except _Failed as exc:
                 entry.update(error=_scrub(str(exc), settings.api_key), at=now_iso())
@@ -676,7 +677,13 @@ async def _batch(run, settings, httpx, store, judge, pending, state, on_progress
                              unparseable=not parsed.ok, reply=reply, constrained=constrained,
                              at=now_iso())
             entry["seconds"] = round(time.monotonic() - started, 3)
-            store.append(entry)
+            if fatal:
+                return  # another answer's write failed: nothing more is written
+            try:
+                store.append(entry)
+            except TuiFtError as exc:
+                fatal.append(exc)
+                return
             state["done"] += 1
             if on_progress is not None:
                 on_progress(state["done"], total)
@@ -701,7 +708,10 @@ async def _batch(run, settings, httpx, store, judge, pending, state, on_progress
         state["sent"] = client.requests
         await client.http.aclose()
     if fatal:
-        raise JudgeError(f"{fatal[0]}; {state['done']} answers were judged before it")
+        first = fatal[0]
+        if isinstance(first, JudgeError):
+            raise JudgeError(f"{first}; {state['done']} answers were judged before it")
+        raise first
 
 
 def _summary(store: JudgmentStore, responses: list[dict], settings: JudgeSettings,
