@@ -395,7 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="TUI: open this dataset file (default: the shipped sample data)")
     parser.add_argument("--config", metavar="YAML",
                         help="TUI: start from these training parameters")
-    parser.add_argument("--screen", choices=["datasets", "params", "training", "grading"],
+    parser.add_argument("--screen", choices=["datasets", "params", "training", "grading",
+                                             "runs"],
                         help="TUI: the screen to open on (default: datasets, or training "
                              "for a RUN)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", prog="tui-ft",

@@ -67,3 +67,34 @@ def run_summary(run: Run) -> dict:
             "answers": answers, "graded": graded, "correct": correct,
             "graded_share": graded / answers if answers else None,
             "correct_share": correct / graded if graded else None}
+
+
+def config_diff(runs: list[Run]) -> list[tuple[str, list]]:
+    """The parameters that differ between `runs` (key, one value per run, in order);
+    a key a run's config lacks counts as its default. Keys all runs agree on are left
+    out, output_dir always (every run has its own)."""
+    from ..config import TrainConfig
+
+    defaults = TrainConfig.__dataclass_fields__
+    configs = [_config(run) for run in runs]
+    keys = sorted({k for c in configs for k in c} - {"output_dir"})
+    out = []
+    for key in keys:
+        field = defaults.get(key)
+        default = field.default if field is not None and not callable(
+            getattr(field, "default_factory", None)) else None
+        values = [c.get(key, default) for c in configs]
+        if any(v != values[0] for v in values[1:]):
+            out.append((key, values))
+    return out
+
+
+def val_curve(run: Run, metric: str = "val_loss") -> list[tuple[int, float]]:
+    """(step, value) of every evaluation of `run` (the last one of a step a resume
+    evaluated again)."""
+    points: dict[int, float] = {}
+    for m in run.read_metrics():
+        value = m.get(metric)
+        if "event" not in m and isinstance(value, (int, float)) and not isinstance(value, bool):
+            points[int(m["step"])] = float(value)
+    return sorted(points.items())

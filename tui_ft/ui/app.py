@@ -37,6 +37,12 @@ def _grading_screen():
     return GradingScreen()
 
 
+def _runs_screen():
+    from .screens.runs import RunsScreen
+
+    return RunsScreen()
+
+
 def _config_of_run(run: Run) -> tuple[TrainConfig, str | None]:
     """The parameters a run was made with, as the starting point of the next one. A run
     from an older tui-ft may hold a value that is refused now: the app still opens on
@@ -73,6 +79,7 @@ class TuiFtApp(App):
         Binding("2", "switch_mode('params')", "Params", tooltip="Parameters screen"),
         Binding("3", "switch_mode('training')", "Train", tooltip="Training screen"),
         Binding("4", "switch_mode('grading')", "Grade", tooltip="Grading screen"),
+        Binding("5", "switch_mode('runs')", "Runs", tooltip="Runs screen: compare runs"),
         Binding("q", "quit", "Quit"),
     ]
 
@@ -118,6 +125,7 @@ class TuiFtApp(App):
         self.add_mode("params", _params_screen)
         self.add_mode("training", _training_screen)
         self.add_mode("grading", _grading_screen)
+        self.add_mode("runs", _runs_screen)
 
     @property
     def dataset_path(self) -> Path | None:
