@@ -10,7 +10,7 @@ import os
 import pytest
 
 from tui_ft.grade.imported import IMPORTED
-from tui_ft.grade.responses import exact_match
+from tui_ft.text import exact_match
 from tui_ft.grade.store import GradeStore
 from tui_ft.runfolder import Run
 from tui_ft.runs.registry import list_runs

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tui_ft.grade.responses import generate_responses, normalise, read_responses
+from tui_ft.grade.responses import generate_responses, read_responses
+from tui_ft.text import normalise
 from tui_ft.runfolder import Run, pid_alive
 
 from helpers import wait_for, word_task_files, write_jsonl

@@ -244,3 +244,24 @@ def test_two_nodes_meet_at_a_rendezvous_and_train_as_one_run(tmp_path, run_cli):
     assert status["state"] == "finished" and status["world_size"] == 2
     assert_same_losses(reference, run)
     assert (run.path / "worker-node1.log").is_file()
+
+
+def test_generated_answer_metrics_are_shared_out_and_gathered(tmp_path):
+    """eval_exact_match and compute_metrics under 2 DDP ranks: each rank answers its
+    share of the validation records; the means over all of them equal one process's."""
+    hook = tmp_path / "hook.py"
+    hook.write_text("def compute_metrics(p, e, a):\n    return {'chars': float(len(a))}\n")
+    common = {"n_train": 8, "max_steps": 4, "eval_strategy": "steps", "eval_steps": 2,
+              "max_new_tokens": 4, "eval_exact_match": True, "compute_metrics": str(hook),
+              "per_device_eval_batch_size": 2}
+    one = one_process(word_task_config(tmp_path, "one", per_device_train_batch_size=4,
+                                       **common))
+    two = torchrun(word_task_config(tmp_path, "two", per_device_train_batch_size=2,
+                                    **common))
+    assert_same_losses(one, two)
+
+    def answers(run):
+        return {m["step"]: (m["val_exact_match"], m["val_chars"]) for m in run.read_metrics()
+                if "val_chars" in m}
+
+    assert answers(one) == answers(two) and sorted(answers(one)) == [2, 4]

@@ -210,6 +210,16 @@ class TrainConfig:
                                     "loaded at the end, early stopping): eval_loss, or "
                                     "eval_accuracy (next-token accuracy on the learned "
                                     "tokens of the validation split).")
+    eval_exact_match: bool = _p(False, "evaluation and checkpoints",
+                                "Also generate greedy answers to the validation split at "
+                                "each evaluation and log their normalised exact match "
+                                "(val_exact_match; costs generation time).")
+    compute_metrics: str | None = _p(None, "evaluation and checkpoints",
+                                     "A Python file defining compute_metrics(prompt, "
+                                     "expected, answer) -> dict of numbers, run on the "
+                                     "generated validation answers at each evaluation "
+                                     "(logged as val_NAME; @sample/metrics.py is an "
+                                     "example).", str, optional=True)
     greater_is_better: bool = _p(False, "evaluation and checkpoints",
                                  "Whether a larger metric is better: false for eval_loss, "
                                  "true for eval_accuracy.")
@@ -546,10 +556,17 @@ def _cross_checks(c: dict, given: set, styles: Collection[str], recorded: bool =
                            "needs evaluation: set eval_strategy to steps or epoch"))
     metric = c["metric_for_best_model"]
     name = metric.removeprefix("eval_")
-    if name not in ("loss", "accuracy"):
+    if name not in ("loss", "accuracy", "exact_match") and not c["compute_metrics"]:
         out.append(Problem("metric_for_best_model", metric,
-                           "eval_loss (validation loss) and eval_accuracy (next-token "
-                           "accuracy on the validation split) are computed"))
+                           "eval_loss (validation loss), eval_accuracy (next-token "
+                           "accuracy on the validation split) and eval_exact_match are "
+                           "computed; other names come from a compute_metrics file"))
+    elif name == "exact_match" and not c["eval_exact_match"]:
+        out.append(Problem("metric_for_best_model", metric,
+                           "needs eval_exact_match: true (answers are generated then)"))
+    elif name == "exact_match" and not c["greater_is_better"]:
+        out.append(Problem("greater_is_better", False,
+                           "an exact-match rate is better when larger: set it to true"))
     elif name == "loss" and c["greater_is_better"]:
         out.append(Problem("greater_is_better", True,
                            "a loss is better when smaller: set it to false"))
@@ -560,6 +577,14 @@ def _cross_checks(c: dict, given: set, styles: Collection[str], recorded: bool =
         out.append(Problem("split_ratios", c["split_ratios"],
                            "the validation share is 0 but eval_strategy is "
                            f"{c['eval_strategy']}: give it a share or a val_dataset"))
+    if (c["eval_exact_match"] or c["compute_metrics"]) and c["distributed"] == "fsdp" \
+            and c["nproc_per_node"] > 1:
+        out.append(Problem("distributed", "fsdp", "eval_exact_match and compute_metrics "
+                           "generate answers, which fsdp does not do yet: use ddp"))
+    if c["compute_metrics"]:
+        hook = resolve_data_path(c["compute_metrics"])
+        if hook is None or not Path(hook).is_file():
+            out.append(Problem("compute_metrics", c["compute_metrics"], "no such file"))
     out.extend(_record_key_checks(c))
     device_reason = device_problem(c["device"])
     if device_reason:

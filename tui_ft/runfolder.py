@@ -69,7 +69,7 @@ STATUS_FIELDS = {
 METRIC_FIELDS = {
     "step": "int", "epoch": "number", "time": "number", "event": "str",
     "total_steps": "int", "train_loss": "number", "val_loss": "number",
-    "val_accuracy": "number",
+    "val_accuracy": "number", "val_exact_match": "number",
     "tokens_per_s": "number", "lr": "number",
 }
 

@@ -42,3 +42,14 @@ def format_bytes(n: int) -> str:
         if n >= size:
             return f"{n / size:.1f} {unit}"
     return f"{n} B"
+
+
+def normalise(text: str) -> str:
+    """What exact match compares: surrounding white space and case do not count."""
+    return " ".join(text.split()).casefold()
+
+
+def exact_match(response: str, expected: str) -> bool:
+    """An answer equal to the expected one, normalised (the suggestion beside a mark,
+    and eval_exact_match during training)."""
+    return normalise(response) == normalise(expected)

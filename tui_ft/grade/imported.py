@@ -18,7 +18,7 @@ from ..errors import TuiFtError
 from ..fsio import write_atomic
 from ..paths import runs_dir
 from ..runfolder import IMPORTED, Run, now_iso
-from .responses import exact_match
+from ..text import exact_match
 
 SPLIT = "imported"  # the responses' split: they answer no split of ours
 MAX_ERRORS_SHOWN = 20

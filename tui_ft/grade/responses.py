@@ -15,21 +15,13 @@ from ..errors import TuiFtError
 from ..fsio import disk_full, disk_full_error, replace as replace_durably, sync, try_lock
 from ..runfolder import Run, now_iso
 from ..tail import JsonlTail
+from ..text import exact_match
 
 PARTIAL_SUFFIX = ".partial"
 
 
 def partial_path(run: Run) -> Path:
     return run.responses_path.with_name(run.responses_path.name + PARTIAL_SUFFIX)
-
-
-def normalise(text: str) -> str:
-    """What exact match compares: surrounding white space and case do not count."""
-    return " ".join(text.split()).casefold()
-
-
-def exact_match(response: str, expected: str) -> bool:
-    return normalise(response) == normalise(expected)
 
 
 def answer_key(record: dict) -> str:

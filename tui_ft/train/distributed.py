@@ -220,6 +220,17 @@ class ShardedState:
         dist.barrier()
 
 
+def all_gather(obj, world: World) -> list:
+    """Every rank's `obj`, on every rank, in rank order; [obj] on one process."""
+    if not world.distributed:
+        return [obj]
+    import torch.distributed as dist
+
+    out = [None] * world.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def wrap_ddp(module, device):
     """DistributedDataParallel around `module` (the loss module, so the whole forward
     and loss run inside it and its gradient hooks see every use of a weight)."""

@@ -31,11 +31,14 @@ class Evaluation:
                  monitor: OverfitMonitor, stopper: EarlyStopping | None,
                  eval_sums: Callable[[dict], torch.Tensor], collate: Callable[[list], dict],
                  emit: Callable[[dict], None], device: torch.device,
-                 world: World = World(), lockstep: bool = False) -> None:
+                 world: World = World(), lockstep: bool = False,
+                 answers: Callable | None = None) -> None:
         # `lockstep`: every rank runs as many batches (FSDP gathers weights in each
         # forward, a collective); a rank short of one runs a batch weighted zero.
         self.config, self.run, self.val, self.world = config, run, val, world
         self.lockstep = lockstep
+        # Generated answers' metrics (eval_answers.EvalAnswers), when the config asks.
+        self.answers = answers
         self.monitor, self.stopper = monitor, stopper
         self.eval_sums, self.collate, self.emit, self.device = eval_sums, collate, emit, device
 
@@ -66,6 +69,7 @@ class Evaluation:
             examples = [self.val[i] for i in order[start:start + size]]
             total += self.eval_sums(self.collate(examples))
             targets += sum(e.n_targets for e in examples)
+        extra = self.answers(model) if self.answers is not None else {}
         model.train()
         summed, correct, targets = reduce_sum([total[0], total[1], targets], self.world,
                                               self.device).tolist()
@@ -75,11 +79,18 @@ class Evaluation:
             raise TrainingError(f"the validation loss is NaN or infinite at step {step}")
         # The metric that picks the best checkpoint, keeps it, loads it at the end and
         # stops early: the validation loss, or next-token accuracy (metric_for_best_model).
-        metric = accuracy if metric_name(c) == "accuracy" else val_loss
+        values = {"loss": val_loss, "accuracy": accuracy, **extra}
+        name = metric_name(c)
+        if name not in values:
+            raise TrainingError(f"metric_for_best_model {c.metric_for_best_model}: the "
+                                f"evaluation gave no {name!r} (it gave "
+                                f"{', '.join(sorted(values))}); check compute_metrics")
+        metric = values[name]
         s["last_eval_step"] = step
         s["last_metric"] = metric
         self.emit({"step": step, "epoch": round(epoch_f, 4), "val_loss": val_loss,
-                   "val_accuracy": accuracy, "train_loss_window": window_train})
+                   "val_accuracy": accuracy, **{f"val_{k}": v for k, v in extra.items()},
+                   "train_loss_window": window_train})
         if better(metric, s["best_eval_metric"], c.greater_is_better):
             s["best_eval_metric"], s["best_eval_step"] = metric, step
         self.run.write_status(best_eval_step=s["best_eval_step"],

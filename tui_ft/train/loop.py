@@ -120,6 +120,7 @@ class Trainer:
                                 f"({context}); set max_length to {context} or less")
         self.max_length = max_length
         style = load_styles().get(c.prompt_style)
+        self.val_records, self.style = splits.val, style
         train = encode_records(splits.train, style, mask_prompt=c.mask_prompt,
                                max_length=max_length)
         val = encode_records(splits.val, style, mask_prompt=c.mask_prompt,
@@ -268,7 +269,7 @@ class Trainer:
                                    eval_sums=(partial(self.parallel, evaluate=True)
                                               if fsdp else self._eval_sums),
                                    collate=self.collate, emit=self.emit, device=device,
-                                   world=world, lockstep=fsdp)
+                                   world=world, lockstep=fsdp, answers=self._answers(fsdp))
         try:
             final = self._loop(train, lengths, micro_per_epoch)
         except _StopRequested:
@@ -282,6 +283,21 @@ class Trainer:
                 "gradient_checkpointing") from None
         self._finish(final)
         return final
+
+    def _answers(self, fsdp: bool):
+        """Greedy answers of the validation split at each evaluation, when the config
+        asks for their metrics (eval_exact_match, compute_metrics)."""
+        c = self.config
+        if not (c.eval_exact_match or c.compute_metrics) or not self.val_records:
+            return None
+        if fsdp:
+            raise TrainingError("eval_exact_match and compute_metrics generate answers, "
+                                "which distributed: fsdp does not do yet; use ddp")
+        from .eval_answers import EvalAnswers
+
+        return EvalAnswers(c, self.val_records, self.style,
+                           context=self.model.config.context_length, world=self.world,
+                           emit=self.emit, batch_size=c.per_device_eval_batch_size)
 
     def _eval_sums(self, batch: dict) -> torch.Tensor:
         """[summed cross-entropy, correctly predicted tokens] of a batch (evaluation)."""
