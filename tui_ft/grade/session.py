@@ -1,18 +1,89 @@
 """Where a person is while grading a run's responses: the list, the response in front,
 the filter, auto-advance, where the next ungraded one is, and the counts. Plain Python
 (no Textual): the Grading screen draws it and turns keys into its methods, and tests
-drive it directly. Every mark goes through the GradeStore (journal first)."""
+drive it directly. Every mark goes through the GradeStore (journal first).
+
+Where the run has an LLM judge's judgments (judgments.jsonl), the latest one of the
+exact answer in front is a suggestion beside it (`suggestion`), a key takes its
+verdict as the mark, and one more filter shows where judge and person disagree."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .judge import JudgeError, JudgmentStore, builtin_prompts, load_prompt, passes
 from .responses import answer_key
 
 if TYPE_CHECKING:
+    from ..runfolder import Run
     from .store import Grade, GradeStore
 
 FILTERS = ("all", "ungraded", "correct", "wrong")
+# Only where the run has judgments: without a judge it would always show nothing.
+DISAGREE = "disagree"
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """The judge's word on one answer, as the Grading screen shows it. `verdict` is
+    correct/wrong (a score read against `threshold`), None when the judgment gives
+    none: then `why_not` says why, and no key can take it as the mark."""
+
+    verdict: str | None
+    kind: str  # "score" or "verdict"
+    score: int | None = None
+    threshold: int | None = None
+    reason: str = ""  # the judge's reason, else its whole reply (untrusted text)
+    prompt: str = ""
+    model: str = ""
+    why_not: str = ""
+
+
+def score_threshold(entry: dict) -> int | None:
+    """The pass mark a 0-100 judgment was made for: its own (a judgment that records
+    one), else that of the built-in prompt it came from, known for certain only when
+    that prompt's text and the model give the judgment's judge identity. None when
+    the prompt was a file of the user's (its name alone does not say its mark)."""
+    own = entry.get("pass_threshold")
+    if isinstance(own, int) and not isinstance(own, bool) and 0 <= own <= 100:
+        return own
+    name, model = entry.get("prompt"), entry.get("model")
+    if not isinstance(name, str) or not isinstance(model, str) or name not in builtin_prompts():
+        return None
+    try:
+        prompt = load_prompt(name)
+    except JudgeError:
+        return None
+    return prompt.pass_threshold if prompt.identity(model) == entry.get("judge") else None
+
+
+def suggestion_of(entry: dict) -> Suggestion:
+    kind = "score" if entry.get("kind") == "score" else "verdict"
+    reason = entry.get("reason") if isinstance(entry.get("reason"), str) else ""
+    if not reason.strip():
+        reply = entry.get("reply")
+        reason = reply if isinstance(reply, str) else ""
+    base = {"kind": kind, "reason": reason.strip(), "prompt": str(entry.get("prompt") or ""),
+            "model": str(entry.get("model") or "")}
+    if entry.get("unparseable"):
+        return Suggestion(None, why_not="the judge's reply has no verdict in it (unparseable)",
+                          **base)
+    if kind == "score":
+        score = entry.get("score")
+        if not isinstance(score, int) or isinstance(score, bool):
+            return Suggestion(None, why_not="the judgment has no score", **base)
+        threshold = score_threshold(entry)
+        if threshold is None:
+            return Suggestion(None, score=score, why_not=(
+                f"no pass mark is known for prompt {base['prompt']!r} (a prompt file); "
+                "mark it yourself"), **base)
+        verdict = "correct" if passes("score", entry, threshold) else "wrong"
+        return Suggestion(verdict, score=score, threshold=threshold, **base)
+    said = passes("verdict", entry, 0)
+    if said is None:
+        return Suggestion(None, why_not="the judgment has no verdict", **base)
+    return Suggestion("correct" if said else "wrong", **base)
 
 
 def response_key(record: dict) -> tuple[str, str]:
@@ -21,18 +92,74 @@ def response_key(record: dict) -> tuple[str, str]:
 
 
 class GradingSession:
-    def __init__(self, store: "GradeStore | None" = None) -> None:
+    def __init__(self, store: "GradeStore | None" = None,
+                 judgments: JudgmentStore | None = None) -> None:
         self.store = store
+        self.judgments = judgments
+        self._judgments_seen: tuple | None = None
         self.responses: list[dict] = []
         self.index = 0
         self.filter = "all"
         self.auto_advance = True
 
-    def start(self, store: "GradeStore | None") -> None:
-        """Another run: its grades, no responses yet (filter and auto-advance stay)."""
+    def start(self, store: "GradeStore | None", judgments: JudgmentStore | None = None) -> None:
+        """Another run: its grades and judgments, no responses yet (filter and
+        auto-advance stay; a disagreement filter only where there is a judge)."""
         self.store = store
+        self.judgments = judgments
+        self._judgments_seen = None
         self.responses = []
         self.index = 0
+        if self.filter not in self.filters():
+            self.filter = "all"
+
+    # -- the judge ---------------------------------------------------------------------
+
+    @staticmethod
+    def open_judgments(run: "Run") -> JudgmentStore:
+        """The run's judgments (an empty store while judgments.jsonl does not exist:
+        a judge started later is picked up by refresh_judgments)."""
+        return JudgmentStore(run)
+
+    @property
+    def has_judge(self) -> bool:
+        return self.judgments is not None and bool(self.judgments.judges)
+
+    def refresh_judgments(self) -> bool:
+        """Read judgments a running 'tui-ft judge' appended; True when there were any."""
+        if self.judgments is None:
+            return False
+        try:
+            info = self.judgments.path.stat()
+            seen = (info.st_ino, info.st_size, info.st_mtime_ns)
+        except OSError:
+            seen = None
+        if seen == self._judgments_seen:
+            return False
+        self._judgments_seen = seen
+        self.judgments.refresh()
+        return True
+
+    def suggestion(self, record: dict | None) -> Suggestion | None:
+        """The latest judgment of this exact answer (a judgment of an answer since
+        replaced is not this answer's), as a suggestion; None when none."""
+        if record is None or self.judgments is None:
+            return None
+        entry = self.judgments.latest(record)
+        if entry is None or entry.get("kind", "verdict") not in ("score", "verdict"):
+            return None  # not a judgment of this one answer (a pairwise one, say)
+        return suggestion_of(entry)
+
+    def disagrees(self, i: int) -> bool:
+        """Whether the person's mark and the judge's verdict on response i differ."""
+        mark = self.mark_of(i)
+        if mark is None:
+            return False
+        said = self.suggestion(self.responses[i])
+        return said is not None and said.verdict is not None and said.verdict != mark
+
+    def filters(self) -> tuple[str, ...]:
+        return FILTERS + (DISAGREE,) if self.has_judge else FILTERS
 
     # -- what is in front ----------------------------------------------------------
 
@@ -54,6 +181,8 @@ class GradingSession:
     def matches(self, i: int) -> bool:
         if self.filter == "all":
             return True
+        if self.filter == DISAGREE:
+            return self.disagrees(i)
         mark = self.mark_of(i)
         return mark is None if self.filter == "ungraded" else mark == self.filter
 
@@ -128,7 +257,9 @@ class GradingSession:
     def cycle_filter(self) -> bool:
         """The next filter; when the response in front is not one it shows, the first
         that is from here on. False when the filter shows no response at all."""
-        self.filter = FILTERS[(FILTERS.index(self.filter) + 1) % len(FILTERS)]
+        filters = self.filters()
+        place = filters.index(self.filter) if self.filter in filters else -1
+        self.filter = filters[(place + 1) % len(filters)]
         if not self.responses or self.matches(self.index):
             return True
         n = len(self.responses)

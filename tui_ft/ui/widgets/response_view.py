@@ -1,10 +1,12 @@
 """One test record and the model's answer: the instruction and input above, the
 expected output and the model's response side by side (stacked on a narrow
-terminal). Every field is untrusted text, shown literally: a Rich `Text` (no markup)
-with control characters and bidirectional overrides made visible; long lines wrap."""
+terminal), and under them an LLM judge's verdict and reason where there is one.
+Every field is untrusted text, shown literally: a Rich `Text` (no markup) with
+control characters and bidirectional overrides made visible; long lines wrap."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -13,6 +15,11 @@ from textual.widgets import Static
 
 from ...grade.responses import automatic_match
 from ...text import visible
+
+if TYPE_CHECKING:
+    from ...grade.session import Suggestion
+
+JUDGE_MARKS = {"correct": "\u2713 correct", "wrong": "\u2717 wrong"}
 
 
 def shown(text: object) -> str:
@@ -34,7 +41,8 @@ def literal(text: object, *, empty: str = "(empty)", muted: str = "") -> Text:
 class ResponseView(Vertical):
     """Shows one response record (`show`) or a message in its place (`show_message`)."""
 
-    COMPONENT_CLASSES = {"response-view--label", "response-view--muted"}
+    COMPONENT_CLASSES = {"response-view--label", "response-view--muted",
+                         "response-view--correct", "response-view--wrong"}
     DEFAULT_CSS = """
     ResponseView {
         height: 1fr;
@@ -46,6 +54,23 @@ class ResponseView(Vertical):
     ResponseView > .response-view--muted {
         color: $text-muted;
         text-style: italic;
+    }
+    ResponseView > .response-view--correct {
+        color: $text-success;
+        text-style: bold;
+    }
+    ResponseView > .response-view--wrong {
+        color: $text-error;
+        text-style: bold;
+    }
+    ResponseView #judge-text {
+        height: auto;
+        max-height: 3;
+        padding: 0 1;
+        display: none;
+    }
+    ResponseView #judge-text.-shown {
+        display: block;
     }
     ResponseView #prompt-panel {
         height: auto;
@@ -91,6 +116,7 @@ class ResponseView(Vertical):
                 yield Static(id="expected-text", markup=False)
             with VerticalScroll(id="response-panel", classes="answer-panel", can_focus=False):
                 yield Static(id="response-text", markup=False)
+        yield Static(id="judge-text", markup=False)
 
     def on_mount(self) -> None:
         self.query_one("#prompt-panel").border_title = "instruction"
@@ -130,12 +156,40 @@ class ResponseView(Vertical):
         panel.border_title = {"correct": "response \u2713 correct",
                               "wrong": "response \u2717 wrong"}.get(grade or "", "response")
 
+    def set_judgment(self, said: "Suggestion | None") -> None:
+        """The judge's verdict (or score) and reason under the answers, as a
+        suggestion; hidden where this answer has no judgment."""
+        line = self.query_one("#judge-text", Static)
+        line.set_class(said is not None, "-shown")
+        line.update(Text("") if said is None else self._judgment_text(said))
+
+    def _judgment_text(self, said: "Suggestion") -> Text:
+        text = Text("judge ", self.get_component_rich_style("response-view--label",
+                                                            partial=True))
+        if said.verdict is not None:
+            text.append(JUDGE_MARKS[said.verdict],
+                        self.get_component_rich_style(f"response-view--{said.verdict}",
+                                                      partial=True))
+        if said.score is not None:
+            text.append(" " if said.verdict else "")
+            text.append(f"score {said.score}" + (f" (pass \u2265 {said.threshold})"
+                                                   if said.threshold is not None else ""))
+        if said.why_not:
+            text.append(" " if said.verdict or said.score is not None else "")
+            text.append(f"({shown(said.why_not)})", self._muted())
+        if said.reason:
+            # The reply is one untrusted string: newlines shown, never obeyed.
+            text.append(" \u00b7 ")
+            text.append(shown(said.reason).replace("\n", " \u21b5 "))
+        return text
+
     def show_message(self, message: str) -> None:
         self.query_one("#prompt-panel").border_title = "grading"
         self.query_one("#prompt-text", Static).update(Text(shown(message)))
         self.query_one("#expected-text", Static).update(Text(""))
         self.query_one("#response-text", Static).update(Text(""))
         self.query_one("#response-panel").border_subtitle = None
+        self.set_judgment(None)
         self.set_grade(None)
 
     def scroll_answers(self, pages: int) -> None:
@@ -147,6 +201,11 @@ class ResponseView(Vertical):
     def text_of(self, part: str) -> str:
         """What panel `part` (prompt, expected, response) shows, as plain text."""
         return str(self.query_one(f"#{part}-text", Static).content)
+
+    def judge_text(self) -> str:
+        """The judge's suggestion shown under the answers ('' when none)."""
+        line = self.query_one("#judge-text", Static)
+        return str(line.content) if line.has_class("-shown") else ""
 
     def automatic_text(self) -> str:
         """The exact-match suggestion shown under the response ('' when none)."""
