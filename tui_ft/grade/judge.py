@@ -40,8 +40,11 @@ from .responses import answer_key, read_responses
 JUDGMENTS_FILE = "judgments.jsonl"
 JUDGE_LOCK = ".judge.lock"
 BUILTIN_DIR = Path(__file__).resolve().parent / "judge_prompts"
-KINDS = ("score", "verdict")
-PLACEHOLDERS = ("instruction", "input", "expected", "response", "input_section")
+# "pairwise" reads two answers to one instruction (tui-ft compare, grade/arena.py).
+KINDS = ("score", "verdict", "pairwise")
+PLACEHOLDERS = ("instruction", "input", "expected", "response", "input_section",
+                "response_a", "response_b")
+PAIRWISE_VERDICTS = ("A", "B", "tie", "both_bad")
 API_KEY_ENVS = ("TUI_FT_JUDGE_API_KEY", "OPENAI_API_KEY")
 EXTRA_HINT = 'pip install "tui-ft[judge]"'
 # A reply or error body kept in the journal is cut here: a server that streams a
@@ -83,7 +86,9 @@ class JudgePrompt:
         values = {"instruction": _text(record.get("instruction")),
                   "input": _text(record.get("input")),
                   "expected": _text(record.get("expected")),
-                  "response": _text(record.get("response"))}
+                  "response": _text(record.get("response")),
+                  "response_a": _text(record.get("response_a")),
+                  "response_b": _text(record.get("response_b"))}
         values["input_section"] = (_fill(self.input_section, values)
                                    if values["input"].strip() else "")
         out = []
@@ -96,6 +101,9 @@ class JudgePrompt:
         """The JSON schema a constraining server holds the reply to."""
         if self.kind == "score":
             props = {"score": {"type": "integer"}}
+        elif self.kind == "pairwise":
+            props = {"reason": {"type": "string"},
+                     "verdict": {"type": "string", "enum": list(PAIRWISE_VERDICTS)}}
         else:
             props = {"reason": {"type": "string"},
                      "verdict": {"type": "string", "enum": ["correct", "wrong"]}}
@@ -149,7 +157,8 @@ def _parse_prompt(data, path: Path, source: str) -> JudgePrompt:
         raise bad(f"unknown key {unknown[0]!r} (known: {', '.join(sorted(_PROMPT_KEYS))})")
     kind = data.get("kind")
     if kind not in KINDS:
-        raise bad(f"'kind' must be score (0-100) or verdict (correct/wrong), not {kind!r}")
+        raise bad(f"'kind' must be score (0-100), verdict (correct/wrong) or pairwise "
+                  f"(A/B/tie/both_bad), not {kind!r}")
     texts = {}
     for key in ("user", "system", "input_section", "description", "name"):
         value = data.get(key)
@@ -158,8 +167,10 @@ def _parse_prompt(data, path: Path, source: str) -> JudgePrompt:
         texts[key] = value
     if not texts["user"] or not texts["user"].strip():
         raise bad("'user' (the message sent for each answer) is missing or empty")
-    if "{response}" not in texts["user"]:
-        raise bad("'user' must contain {response}: the judge has to see the answer")
+    needed = ("{response_a}", "{response_b}") if kind == "pairwise" else ("{response}",)
+    for slot in needed:
+        if slot not in texts["user"]:
+            raise bad(f"'user' must contain {slot}: the judge has to see the answer")
     if texts["input_section"] is not None and "{input}" not in texts["input_section"]:
         raise bad("'input_section' must contain {input}")
     numbers = {}
@@ -219,6 +230,8 @@ def parse_reply(kind: str, text: str) -> Parsed:
             return parsed
         # JSON without the field is not read as words: its numbers mean other things.
         return Parsed()
+    if kind == "pairwise":
+        return Parsed(verdict=_pair_verdict_in(text))
     if kind == "score":
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return Parsed(score=_score(value))
@@ -267,9 +280,29 @@ def _verdict_in(text) -> str | None:
     return None
 
 
+_PAIR_WORDS = {"a": "A", "b": "B", "tie": "tie", "both_bad": "both_bad",
+               "both bad": "both_bad", "answer a": "A", "answer b": "B"}
+_PAIR_MENTION = re.compile(r"\b(?:answer ([ab])\b|(tie)\b|(both[ _]bad)\b)", re.IGNORECASE)
+
+
+def _pair_verdict_in(text) -> str | None:
+    """A, B, tie or both_bad: the reply as one of those words, else the one of them it
+    names ("Answer B is better"); two, or none, is no verdict."""
+    if not isinstance(text, str):
+        return None
+    word = text.strip().strip(".!*\"'`").strip().lower()
+    if word in _PAIR_WORDS:
+        return _PAIR_WORDS[word]
+    found = {_PAIR_WORDS[" ".join((m.group(0).lower()).replace("_", " ").split())]
+             for m in _PAIR_MENTION.finditer(text)}
+    return found.pop() if len(found) == 1 else None
+
+
 def _from_mapping(kind: str, value: dict) -> Parsed:
     reason = value.get("reason")
     reason = reason if isinstance(reason, str) else None
+    if kind == "pairwise":
+        return Parsed(verdict=_pair_verdict_in(value.get("verdict")), reason=reason)
     if kind == "score":
         return Parsed(score=_score(value.get("score")), reason=reason)
     raw = value.get("verdict", value.get("grade"))
@@ -609,6 +642,9 @@ def judge_run(run: Run, settings: JudgeSettings, *,
     import asyncio
 
     settings.check()
+    if settings.prompt.kind == "pairwise":
+        raise JudgeError(f"--prompt {settings.prompt.name}: a pairwise prompt compares two "
+                         "answers; use it with 'tui-ft compare RUN_A RUN_B --judge'")
     httpx = _httpx()
     responses = read_responses(run.responses_path)
     if not responses:
