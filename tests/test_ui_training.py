@@ -236,3 +236,27 @@ async def test_a_distributed_run_shows_its_ranks_and_names_a_silent_one(tmp_path
         text = str(problem.content)
         assert "rank 1" in text and "last step 4" in text and "rank 0" not in text
         assert "silent for 5m" in text
+
+
+async def test_a_cycles_the_chart_through_the_validation_metrics(tmp_path):
+    metrics = [{"step": 0, "event": "start", "total_steps": 30}]
+    for step, (loss, acc, em) in zip((10, 20, 30), [(3.0, 0.2, 0.0), (2.5, 0.4, 0.25),
+                                                     (2.4, 0.5, 0.5)]):
+        metrics += [{"step": step, "train_loss": loss + 0.1},
+                    {"step": step, "val_loss": loss, "val_accuracy": acc,
+                     "val_exact_match": em}]
+    run = write_run(tmp_path, metrics, {"state": "finished", "step": 30})
+    app = create_app(run=run.path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        chart = app.screen.query_one(LossChart)
+        await wait_for(pilot, lambda: len(chart.val_points) == 3)
+        assert chart.shown == "loss" and chart.shown_points()[0]
+        await pilot.press("a")
+        assert chart.shown == "accuracy"
+        assert chart.shown_points() == ([], [(10, 0.2), (20, 0.4), (30, 0.5)])
+        assert chart.title().startswith("val accuracy")
+        assert chart.border_title == "val accuracy"
+        await pilot.press("a")
+        assert chart.shown == "exact_match" and chart.shown_points()[1][-1] == (30, 0.5)
+        await pilot.press("a")
+        assert chart.shown == "loss" and chart.border_title == "loss"

@@ -63,9 +63,11 @@ class TrainingScreen(Screen):
                 "the current parameters"),
         Binding("x", "stop_run", "Stop", tooltip="Stop the run: a checkpoint, then it ends"),
         Binding("u", "resume_run", "Resume", tooltip="Resume this run from its last checkpoint"),
-        Binding("r", "pick_run", "Runs", tooltip="Show another run"),
+        Binding("r", "pick_run", "Pick run", tooltip="Show another run"),
         Binding("l", "cycle_scale", "Scale", tooltip="Loss chart: linear, log y, or zoomed "
                 "past the first steps"),
+        Binding("a", "cycle_metric", "Metric", tooltip="Chart: the loss, or another "
+                "validation metric (accuracy, exact match, compute_metrics')"),
         Binding("escape", "close_picker", "Close", show=False),
     ]
     CSS_PATH = "training.tcss"
@@ -182,6 +184,11 @@ class TrainingScreen(Screen):
             chart.add_train(step, float(m["train_loss"]))
         if m.get("val_loss") is not None:
             chart.add_val(step, float(m["val_loss"]))
+        for key, value in m.items():
+            # val_accuracy, val_exact_match, a compute_metrics file's val_NAME.
+            if key.startswith("val_") and key != "val_loss" and "event" not in m \
+                    and isinstance(value, (int, float)) and not isinstance(value, bool):
+                chart.add_metric(key[4:], step, float(value))
         if m.get("event"):
             self._log_line(f"step {step}: {describe_event(m)}")
 
@@ -342,6 +349,11 @@ class TrainingScreen(Screen):
         if all(r.path != self.run.path for r in self.app.state.started):
             self.app.state.started.append(self.run)
         self._log_line(f"resuming from {checkpoint.name}")
+
+    def action_cycle_metric(self) -> None:
+        chart = self.query_one(LossChart)
+        shown = chart.cycle_metric()
+        chart.border_title = "loss" if shown == "loss" else f"val {shown}"
 
     def action_cycle_scale(self) -> None:
         chart = self.query_one(LossChart)

@@ -48,6 +48,10 @@ class LossChart(PlotextPlot):
         super().__init__(**kwargs)
         self.train_points: list[tuple[int, float]] = []
         self.val_points: list[tuple[int, float]] = []
+        # The other numbers of each evaluation (accuracy, exact_match, a hook's), by
+        # name; `shown` is what the chart draws: "loss" (train and validation) or one.
+        self.metrics: dict[str, list[tuple[int, float]]] = {}
+        self.shown = "loss"
         self.best_step: int | None = None
         # The best checkpoint's own validation loss, when the run says it.
         self.best_metric: float | None = None
@@ -60,6 +64,7 @@ class LossChart(PlotextPlot):
     def clear(self) -> None:
         self.train_points.clear()
         self.val_points.clear()
+        self.metrics.clear()
         self.best_step = None
         self.best_metric = None
         self._dirty = True
@@ -71,6 +76,20 @@ class LossChart(PlotextPlot):
     def add_val(self, step: int, loss: float) -> None:
         self.val_points.append((step, loss))
         self._dirty = True
+
+    def add_metric(self, name: str, step: int, value: float) -> None:
+        self.metrics.setdefault(name, []).append((step, value))
+        if self.shown == name:
+            self._dirty = True
+
+    def cycle_metric(self) -> str:
+        """Draw the next of: the loss, each other validation metric; at once."""
+        order = ["loss", *sorted(self.metrics)]
+        self.shown = order[(order.index(self.shown) + 1) % len(order)] \
+            if self.shown in order else "loss"
+        self._dirty = True
+        self.maybe_redraw(force=True)
+        return self.shown
 
     def set_best(self, step: int | None, metric: float | None = None) -> None:
         if (step, metric) != (self.best_step, self.best_metric):
@@ -88,6 +107,8 @@ class LossChart(PlotextPlot):
     def shown_points(self) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
         """The train and validation points the current scale draws."""
         train, val = self.train_points, self.val_points
+        if self.shown != "loss":
+            train, val = [], self.metrics.get(self.shown, [])
         if self.scale == "zoom":
             start = zoom_start(train or val)
             if start is not None:
@@ -100,7 +121,7 @@ class LossChart(PlotextPlot):
         return train, val
 
     def title(self) -> str:
-        title = "loss"
+        title = "loss" if self.shown == "loss" else f"val {self.shown.replace('_', ' ')}"
         if self.scale == "log":
             title += ", log y"
         elif self.scale == "zoom":
@@ -109,7 +130,7 @@ class LossChart(PlotextPlot):
                 title += f" from step {start}"
         if self.best_step is not None:
             title += f" \u00b7 best checkpoint-{self.best_step}"
-            if self.best_metric is not None:
+            if self.best_metric is not None and self.shown == "loss":
                 title += f" ({self.best_metric:.4f})"
         return title
 
@@ -136,7 +157,8 @@ class LossChart(PlotextPlot):
             plt.plot(list(xs), list(ys), label="train", marker="braille")
         if val:
             xs, ys = zip(*thin(val, limit))
-            plt.plot(list(xs), list(ys), label="validation", marker="dot")
+            plt.plot(list(xs), list(ys), marker="dot",
+                     label="validation" if self.shown == "loss" else self.shown)
         shown = [s for s, _ in train + val]
         if self.best_step is not None and shown and min(shown) <= self.best_step:
             plt.vline(self.best_step)
