@@ -23,7 +23,8 @@ from ...runs.summary import config_diff, run_summary, val_curve
 from ...text import visible
 from ..widgets.key_legend import KeyLegend
 
-COLUMNS = ("", "run", "model", "state", "step", "best", "exact", "graded", "correct")
+COLUMNS = ("", "run", "model", "data", "state", "step", "best", "exact", "graded",
+           "correct")
 MARK = "\u25cf"
 
 
@@ -36,8 +37,10 @@ def summary_cells(row: dict, marked: bool) -> tuple:
     metric = row["best_metric"]
     label = metric_label(row["metric_for_best_model"]).removeprefix("val ")
     best = f"{metric:.4f} {label}" if isinstance(metric, (int, float)) else "-"
+    dataset = (row["dataset"] or "?").rstrip("/").rsplit("/", 1)[-1]
     return (MARK if marked else "", visible(row["run"], keep_newlines=False),
-            visible(row["model"] or "?", keep_newlines=False), row["state"],
+            visible(row["model"] or "?", keep_newlines=False),
+            visible(dataset, keep_newlines=False), row["state"],
             f"{row['step'] or 0}/{row['total_steps'] or '?'}", best,
             _share(row["exact_match"]), _share(row["graded_share"]),
             _share(row["correct_share"]))
