@@ -249,3 +249,23 @@ def test_a_judgments_file_that_is_a_folder_does_not_stop_grading(tmp_path):
             assert journal(run)[-1]["grade"] == "correct"
 
     asyncio.run(check())
+
+
+async def test_a_long_reason_takes_three_lines_and_says_it_goes_on(tmp_path):
+    run = make_run(tmp_path, responses=RECORDS[:1])
+    long = "because " * 2000 + "THE END"  # under the 20,000 characters a reply keeps
+    with JudgeServer(lambda a, n, b: Reply(json.dumps({"verdict": "wrong",
+                                                        "reason": long}))) as server:
+        await asyncio.to_thread(judge, run, server.url)
+    app = create_app(run=run.path, start_mode="grading")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        line = app.screen.query_one("#judge-text")
+        shown = judge_text(app)
+        assert shown.startswith("judge \u2717 wrong \u00b7 because because")
+        assert shown.endswith("\u2026") and "THE END" not in shown
+        assert line.region.height == 3 and len(shown.splitlines()) == 3
+        assert app.screen.query_one("#response-panel").region.height >= 4
+        await pilot.resize_terminal(120, 24)
+        await pilot.pause()
+        assert max(len(x) for x in judge_text(app).splitlines()) > 80  # fitted again

@@ -67,7 +67,7 @@ def suggestion_of(entry: dict) -> Suggestion:
     base = {"kind": kind, "reason": reason.strip(), "prompt": str(entry.get("prompt") or ""),
             "model": str(entry.get("model") or "")}
     if entry.get("unparseable"):
-        return Suggestion(None, why_not="the judge's reply has no verdict in it (unparseable)",
+        return Suggestion(None, why_not="unparseable reply, no verdict in it",
                           **base)
     if kind == "score":
         score = entry.get("score")

@@ -19,6 +19,7 @@ from ...text import visible
 if TYPE_CHECKING:
     from ...grade.session import Suggestion
 
+JUDGE_LINES = 3
 JUDGE_MARKS = {"correct": "\u2713 correct", "wrong": "\u2717 wrong"}
 
 
@@ -108,6 +109,8 @@ class ResponseView(Vertical):
     }
     """
 
+    _said: "Suggestion | None" = None  # the judgment shown, fitted again on resize
+
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="prompt-panel", can_focus=False):
             yield Static(id="prompt-text", markup=False)
@@ -159,9 +162,29 @@ class ResponseView(Vertical):
     def set_judgment(self, said: "Suggestion | None") -> None:
         """The judge's verdict (or score) and reason under the answers, as a
         suggestion; hidden where this answer has no judgment."""
+        self._said = said
         line = self.query_one("#judge-text", Static)
         line.set_class(said is not None, "-shown")
-        line.update(Text("") if said is None else self._judgment_text(said))
+        line.update(Text("") if said is None else self._fitted(self._judgment_text(said)))
+
+    def on_resize(self) -> None:
+        if self._said is not None:
+            self.set_judgment(self._said)
+
+    def _fitted(self, text: Text) -> Text:
+        """At most JUDGE_LINES lines at this width, the last ending in '…' when the
+        reason goes on (a reply can be 20,000 characters; the export keeps it whole)."""
+        width = self.size.width - 2  # the line's padding
+        if width < 10:
+            return text
+        lines = text.wrap(self.app.console, width)
+        if len(lines) <= JUDGE_LINES:
+            return text
+        last = lines[JUDGE_LINES - 1]
+        last.rstrip()
+        last.truncate(width - 1)
+        last.append("\u2026")
+        return Text("\n").join(lines[:JUDGE_LINES])
 
     def _judgment_text(self, said: "Suggestion") -> Text:
         text = Text("judge ", self.get_component_rich_style("response-view--label",
@@ -175,8 +198,8 @@ class ResponseView(Vertical):
             text.append(f"score {said.score}" + (f" (pass \u2265 {said.threshold})"
                                                    if said.threshold is not None else ""))
         if said.why_not:
-            text.append(" " if said.verdict or said.score is not None else "")
-            text.append(f"({shown(said.why_not)})", self._muted())
+            text.append(" \u00b7 " if said.verdict or said.score is not None else "")
+            text.append(shown(said.why_not), self._muted())
         if said.reason:
             # The reply is one untrusted string: newlines shown, never obeyed.
             text.append(" \u00b7 ")
