@@ -27,6 +27,8 @@ commands:
   tui-ft judge RUN --base-url URL --model NAME
                                   have an LLM judge the answers; 'grades agreement
                                   RUN' says how far it agrees with your marks
+  tui-ft compare RUN_A[:CKPT] RUN_B[:CKPT]
+                                  blind A/B comparison (--judge: by the LLM judge)
   tui-ft generate -m M -p TEXT    answer an instruction with a model
   tui-ft export SOURCE OUT_DIR    write a model in Hugging Face GPT-2 layout
   tui-ft eval mc FILE -m M        multiple-choice accuracy (MMLU CSV or JSONL)
@@ -357,12 +359,18 @@ def _add_judge_command(sub: argparse._SubParsersAction) -> None:
                     "mean_score, pass_rate, total, sent, skipped, prompt, model}. Exit 1 "
                     "when some answers got no judgment.")
     judge.add_argument("run", help="run folder or name")
-    judge.add_argument("--base-url", required=True, metavar="URL",
-                       help="the server's API root, e.g. http://127.0.0.1:8000/v1")
-    judge.add_argument("--model", required=True, metavar="NAME", help="the judge model")
     judge.add_argument("--prompt", default="score100", metavar="score100|correct-wrong|FILE",
                        help="judge prompt: the book's 0-100 score (default), a correct/wrong "
                             "verdict, or a YAML prompt file")
+    _add_judge_server_options(judge, required=True)
+    judge.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _add_judge_server_options(judge: argparse.ArgumentParser, *, required: bool) -> None:
+    """The judge server's options, shared by 'judge' and 'compare --judge'."""
+    judge.add_argument("--base-url", required=required, metavar="URL",
+                       help="the judge server's API root, e.g. http://127.0.0.1:8000/v1")
+    judge.add_argument("--model", required=required, metavar="NAME", help="the judge model")
     judge.add_argument("--api-key-env", metavar="VAR",
                        help="read the API key from this environment variable (default: "
                             "TUI_FT_JUDGE_API_KEY, else OPENAI_API_KEY; none: no key)")
@@ -378,7 +386,51 @@ def _add_judge_command(sub: argparse._SubParsersAction) -> None:
     judge.add_argument("--backoff", type=float, default=1.0, metavar="S",
                        help="first wait before trying again, doubled each time; a "
                             "Retry-After from the server wins (default: 1)")
-    judge.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _add_compare_command(sub: argparse._SubParsersAction) -> None:
+    compare = sub.add_parser(
+        "compare", help="blind A/B comparison of two runs or checkpoints",
+        description="Compare two models blind: each side (a run, or RUN:CHECKPOINT with "
+                    "best, last, N or checkpoint-N) answers the test prompts (answers it "
+                    "lacks are generated into the comparison folder, the run's own are "
+                    "left as they are), and each prompt's two answers are shown as A and "
+                    "B in an order drawn at random per prompt (--seed, recorded). The "
+                    "comparison lives in RUNS/comparisons/NAME: verdicts.jsonl is fsynced "
+                    "per verdict, so the same command resumes it. --judge has an LLM "
+                    "judge fill it with the pairwise prompt, asking each pair in both "
+                    "orders: a side wins only when both orders agree, else the pair is a "
+                    "tie. Win rate: a side's share of the decisive verdicts (ties and "
+                    "both-bad reported apart), with a 95% Wilson interval; shown with the "
+                    "sides' names only when every pair has a verdict or with --reveal. "
+                    "With --json prints {comparison, by, pairs, verdicts, remaining, "
+                    "decisive, ties, both_bad, complete, revealed, sides: null or [{run, "
+                    "checkpoint, spec, wins, win_rate, ci_low, ci_high}] ...}.")
+    compare.add_argument("side_a", metavar="RUN_A[:CKPT]", help="the first side")
+    compare.add_argument("side_b", metavar="RUN_B[:CKPT]", help="the second side")
+    compare.add_argument("--name", metavar="NAME",
+                         help="the comparison's folder under RUNS/comparisons (default: "
+                              "from the two sides)")
+    compare.add_argument("--seed", type=int, metavar="N",
+                         help="seed of the order shown (default: drawn once, recorded)")
+    compare.add_argument("--export", metavar="OUT.jsonl",
+                         help="write every verdict as JSONL: id, instruction, input, "
+                              "expected, answer_a, answer_b, verdict (A, B, tie, both_bad), "
+                              "by; with --reveal also model_a, model_b, winner")
+    compare.add_argument("--reveal", action="store_true",
+                         help="name which model wrote which answer (results and export) "
+                              "before every pair has a verdict")
+    compare.add_argument("--judge", action="store_true",
+                         help="have the LLM judge fill the comparison (needs --base-url "
+                              "and --model)")
+    compare.add_argument("--prompt", default="pairwise", metavar="pairwise|FILE",
+                         help="the judge's pairwise prompt (default: pairwise)")
+    _add_judge_server_options(compare, required=False)
+    compare.add_argument("--device", default="auto",
+                         help="where answers a side lacks are generated (default: auto)")
+    compare.add_argument("--batch-size", type=_positive_int, default=16, metavar="N",
+                         help="generation batch size (default: 16)")
+    compare.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -406,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_commands(sub)
     _add_grades_commands(sub)
     _add_judge_command(sub)
+    _add_compare_command(sub)
     _add_eval_commands(sub)
     styles = sub.add_parser("styles", help="list prompt styles",
                             description="List the built-in prompt styles and those in your "
@@ -463,6 +516,10 @@ def _main(argv: list[str] | None = None) -> int:
             from .commands import judge
 
             return judge.run(args) if args.command == "judge" else judge.agreement(args)
+        if args.command == "compare":
+            from .commands import compare
+
+            return compare.run(args)
         if args.command == "grades":
             from .commands import grades
 

@@ -13,15 +13,22 @@ def _fmt(value, pattern: str) -> str:
     return "-" if value is None else pattern.format(value)
 
 
-def run(args) -> int:
-    from ..grade.judge import JudgeSettings, JudgeStopped, judge_run, load_prompt, read_api_key
+def settings_from_args(args):
+    """JudgeSettings from the judge server's options (cli._add_judge_server_options)."""
+    from ..grade.judge import JudgeSettings, load_prompt, read_api_key
 
-    run_ = find_run(args.run)
-    settings = JudgeSettings(
+    return JudgeSettings(
         base_url=args.base_url, model=args.model, prompt=load_prompt(args.prompt),
         api_key=read_api_key(args.api_key_env, args.api_key_file),
         concurrency=args.concurrency, timeout=args.timeout, retries=args.retries,
         backoff=args.backoff)
+
+
+def run(args) -> int:
+    from ..grade.judge import JudgeStopped, judge_run
+
+    run_ = find_run(args.run)
+    settings = settings_from_args(args)
     tty = sys.stderr.isatty()
 
     def progress(done: int, total: int) -> None:
