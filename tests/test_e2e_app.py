@@ -19,6 +19,7 @@ import pytest
 from tui_ft.config import TrainConfig
 from tui_ft.runfolder import Run
 from tui_ft.ui.app import create_app
+from test_grade_store import EXPORT_FIELDS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -126,5 +127,5 @@ async def test_train_generate_grade_kill_reopen_export(tmp_path):
     assert [by_id[i]["grade"] for i in shown] == ["correct", "wrong", "correct"]
     assert sum(r["grade"] == "ungraded" for r in rows) == len(rows) - 3
     assert all(r["run"] == run.name and r["checkpoint"].startswith("checkpoint-") for r in rows)
-    assert set(rows[0]) == {"id", "instruction", "input", "expected", "response", "grade",
-                            "note", "run", "checkpoint", "graded_at", "exact_match"}
+    assert set(rows[0]) == EXPORT_FIELDS
+    assert rows[0]["judge_verdict"] is None  # no judge read these answers
