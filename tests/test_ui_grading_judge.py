@@ -15,6 +15,7 @@ import pytest
 from judge_server import JudgeServer, Reply
 from test_ui_grading import CHECKPOINT, make_run, response_line, write_jsonl
 from tui_ft.grade.judge import JudgeSettings, JudgmentStore, judge_run, load_prompt
+from tui_ft.grade.responses import answer_key, read_responses
 from tui_ft.grade.session import GradingSession
 from tui_ft.grade.store import GradeStore
 from tui_ft.runfolder import Run
@@ -192,8 +193,6 @@ async def test_a_replaced_answer_does_not_show_the_old_judgment(judged):
 
 
 def session_of(run: Run) -> GradingSession:
-    from tui_ft.grade.responses import read_responses
-
     session = GradingSession(GradeStore(run), JudgmentStore(run))
     session.take_responses(read_responses(run.responses_path))
     return session
@@ -210,31 +209,45 @@ def test_a_score_is_read_against_the_built_in_prompts_pass_mark(tmp_path):
         (50, 50, "correct"), (49, 50, "wrong"), (100, 50, "correct")]
 
 
-def test_a_score_from_a_prompt_file_has_no_known_pass_mark(tmp_path):
-    run = make_run(tmp_path, responses=RECORDS[:1])
+def test_a_score_from_a_prompt_file_is_read_against_its_own_pass_mark(tmp_path):
+    run = make_run(tmp_path, responses=RECORDS[:2])
     prompt = tmp_path / "strict.yaml"
     prompt.write_text("kind: score\npass_threshold: 90\nuser: 'Score {response}'\n")
-    with JudgeServer(lambda a, n, b: Reply('{"score": 72}')) as server:
+    scores = {"ANS-1": 72, "ANS-2": 90}
+    with JudgeServer(lambda a, n, b: Reply(json.dumps({"score": scores[a]}))) as server:
         judge(run, server.url, prompt=str(prompt))
     s = session_of(run)
-    said = s.suggestion(s.current)
-    assert said.score == 72 and said.verdict is None and said.threshold is None
-    assert "no pass mark is known for prompt 'strict'" in said.why_not
-    s.store.mark("q1", CHECKPOINT, "wrong", answer=None)
-    assert not s.disagrees(0)  # no verdict: neither agrees nor disagrees
+    assert [(x.score, x.threshold, x.verdict) for x in map(s.suggestion, s.responses)] == [
+        (72, 90, "wrong"), (90, 90, "correct")]
+    s.store.mark("q1", CHECKPOINT, "correct", answer=answer_key(s.responses[0]))
+    assert s.disagrees(0)
 
 
-def test_a_built_in_name_with_other_text_is_not_taken_for_it(tmp_path):
-    """A prompt file named score100.yaml is not the built-in: its mark is unknown."""
+def test_a_score_without_a_known_pass_mark_is_not_a_verdict(tmp_path):
+    """A judgment from before pass marks were recorded, by a prompt file (its name says
+    nothing certain of its mark; a file named like a built-in is not the built-in)."""
     run = make_run(tmp_path, responses=RECORDS[:1])
-    folder = tmp_path / "mine"
-    folder.mkdir()
-    (folder / "score100.yaml").write_text("kind: score\npass_threshold: 90\n"
-                                          "user: 'Rate {response}'\n")
-    with JudgeServer(lambda a, n, b: Reply('{"score": 72}')) as server:
-        judge(run, server.url, prompt=str(folder / "score100.yaml"))
+    store = JudgmentStore(run)
+    record = read_responses(run.responses_path)[0]
+    for prompt, judge_id in (("strict", "0123456789abcdef"), ("score100", "fedcba9876543210")):
+        store.append({"id": "q1", "checkpoint": CHECKPOINT, "answer": answer_key(record),
+                      "judge": judge_id, "prompt": prompt, "kind": "score", "model": "m",
+                      "score": 72, "verdict": None, "reason": None, "unparseable": False,
+                      "reply": '{"score": 72}'})
+        s = session_of(run)
+        said = s.suggestion(s.current)
+        assert said.score == 72 and said.verdict is None and said.threshold is None
+        assert f"no pass mark is known for prompt {prompt!r}" in said.why_not
+        s.store.mark("q1", CHECKPOINT, "wrong", answer=answer_key(record))
+        assert not s.disagrees(0)  # no verdict: neither agrees nor disagrees
+    # The built-in prompt itself (its text and the model give the judge's identity):
+    # its pass mark is known even where the judgment does not record it.
+    store.append({"id": "q1", "checkpoint": CHECKPOINT, "answer": answer_key(record),
+                  "judge": load_prompt("score100").identity("m"), "prompt": "score100",
+                  "kind": "score", "model": "m", "score": 72, "unparseable": False})
     s = session_of(run)
-    assert s.suggestion(s.current).verdict is None
+    said = s.suggestion(s.current)
+    assert (said.threshold, said.verdict) == (50, "correct") and s.disagrees(0)
 
 
 def test_a_judgments_file_that_is_a_folder_does_not_stop_grading(tmp_path):

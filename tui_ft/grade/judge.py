@@ -712,6 +712,10 @@ async def _batch(run, settings, httpx, store, judge, pending, state, on_progress
                 entry.update(score=parsed.score, verdict=parsed.verdict, reason=parsed.reason,
                              unparseable=not parsed.ok, reply=reply, constrained=constrained,
                              at=now_iso())
+                if prompt.kind == "score":
+                    # What the score was read against: the Grading screen turns it into
+                    # a verdict with it, where a prompt file's name alone would not say.
+                    entry["pass_threshold"] = prompt.pass_threshold
             entry["seconds"] = round(time.monotonic() - started, 3)
             if fatal:
                 return  # another answer's write failed: nothing more is written
