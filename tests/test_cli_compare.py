@@ -121,6 +121,15 @@ def test_compare_mistakes_are_one_line(run_cli, tmp_path, args, message):
     assert "Traceback" not in proc.stderr
 
 
+def test_compare_grade_needs_a_terminal_and_stands_alone(run_cli, tmp_path):
+    sides(tmp_path, n=2)
+    proc = run_cli("compare", *NAMES, "--grade")
+    assert proc.returncode == 1
+    assert "the comparison screen needs a terminal" in proc.stderr
+    proc = run_cli("compare", *NAMES, "--grade", "--json")
+    assert proc.returncode == 1 and "--grade opens the screen" in proc.stderr
+
+
 def test_compare_names_a_missing_run_or_checkpoint(run_cli, tmp_path):
     sides(tmp_path, n=2)
     proc = run_cli("compare", NAMES[0], "nosuchrun")

@@ -420,6 +420,9 @@ def _add_compare_command(sub: argparse._SubParsersAction) -> None:
     compare.add_argument("--reveal", action="store_true",
                          help="name which model wrote which answer (results and export) "
                               "before every pair has a verdict")
+    compare.add_argument("--grade", action="store_true",
+                         help="give verdicts by hand: open the blind side-by-side screen "
+                              "(a, b, t, x: A better, B better, tie, both bad)")
     compare.add_argument("--judge", action="store_true",
                          help="have the LLM judge fill the comparison (needs --base-url "
                               "and --model)")
@@ -519,6 +522,11 @@ def _main(argv: list[str] | None = None) -> int:
         if args.command == "compare":
             from .commands import compare
 
+            if args.grade:
+                from .ui.screens.arena import run_arena
+
+                return run_arena(compare.prepare_comparison(args).path,
+                                 mouse=not args.no_mouse)
             return compare.run(args)
         if args.command == "grades":
             from .commands import grades

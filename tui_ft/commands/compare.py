@@ -19,13 +19,23 @@ def _side(spec: str):
     return find_run(run_name), checkpoint
 
 
+def progress(done: int, total: int) -> None:
+    if sys.stderr.isatty():
+        print(f"\r{done}/{total}", end="", file=sys.stderr, flush=True)
+
+
 def _pct(value) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
-def run(args) -> int:
+def prepare_comparison(args):
+    """The comparison the command line names, made or reopened (answers generated
+    where a side lacks them); refused when its sides share no prompt."""
     from ..grade import arena
 
+    if args.grade and (args.judge or args.export or args.json):
+        raise TuiFtError("--grade opens the screen to give verdicts by hand; use --judge, "
+                         "--export and --json in a separate command")
     if args.judge and not (args.base_url and args.model):
         raise TuiFtError("--judge needs the judge server: --base-url URL and --model NAME")
     if not args.judge and (args.base_url or args.model):
@@ -33,10 +43,6 @@ def run(args) -> int:
                          "fill the comparison")
     first, second = _side(args.side_a), _side(args.side_b)
     tty = sys.stderr.isatty()
-
-    def progress(done: int, total: int) -> None:
-        if tty:
-            print(f"\r{done}/{total}", end="", file=sys.stderr, flush=True)
 
     def note(text: str) -> None:
         print(f"tui-ft: {visible(text, keep_newlines=False)}", file=sys.stderr)
@@ -50,6 +56,14 @@ def run(args) -> int:
         raise TuiFtError(f"{comparison.path}: the two sides answer no prompt in common "
                          "(same id, instruction and input); were they tested on the same "
                          "data?")
+    return comparison
+
+
+def run(args) -> int:
+    from ..grade import arena
+
+    comparison = prepare_comparison(args)
+    tty = sys.stderr.isatty()
     code = 0
     by = arena.HUMAN
     judge_fields = {}
