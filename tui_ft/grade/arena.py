@@ -359,11 +359,13 @@ class Comparison:
     def export_rows(self, *, reveal: bool = False) -> list[dict]:
         """Every current verdict (each pair and rater), the answers as shown. Which
         model wrote which answer (model_a, model_b, winner) only when revealed."""
+        by_pair: dict[str, list[tuple[str, dict]]] = {}
+        for (key, by), entry in self._verdicts.items():
+            if entry.get("verdict") is not None:
+                by_pair.setdefault(key, []).append((by, entry))
         rows = []
         for pair in self.pairs:
-            for (key, by), entry in self._verdicts.items():
-                if key != pair.key or entry.get("verdict") is None:
-                    continue
+            for by, entry in by_pair.get(pair.key, []):
                 row = {**pair.shown(), "verdict": entry["verdict"], "by": by,
                        "at": entry.get("at")}
                 if reveal:

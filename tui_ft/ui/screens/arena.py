@@ -60,10 +60,12 @@ class ArenaScreen(Screen):
     def __init__(self, comparison: Comparison, **kwargs) -> None:
         super().__init__(**kwargs)
         self.comparison = comparison
-        pending = comparison.pending(HUMAN)
-        self.index = comparison.pairs.index(pending[0]) if pending else 0
+        left = [i for i, p in enumerate(comparison.pairs)
+                if comparison.verdict(p, HUMAN) is None]
+        # It opens where the last session stopped: the first pair without a verdict.
+        self.index = left[0] if left else 0
         self.reveal_asked = False
-        self.showing_results = not pending
+        self.showing_results = not left
 
     def compose(self) -> ComposeResult:
         yield Static(id="arena-header", markup=False)
@@ -129,10 +131,11 @@ class ArenaScreen(Screen):
         except Exception as exc:  # a full disk, a folder gone: said, nothing shown as saved
             self.notify(visible(str(exc)), severity="error", markup=False)
             return
-        pending = self.comparison.pending(HUMAN)
-        if pending:
-            after = [p for p in pending if self.comparison.pairs.index(p) > self.index]
-            self.index = self.comparison.pairs.index((after or pending)[0])
+        left = [i for i, p in enumerate(self.comparison.pairs)
+                if self.comparison.verdict(p, HUMAN) is None]
+        if left:
+            # The next pair without a verdict, wrapping round to earlier ones.
+            self.index = next((i for i in left if i > self.index), left[0])
         else:
             self.showing_results = True
         self.show()
