@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +26,10 @@ def run_bench(script: str, *args: str, timeout: float = 300) -> list[dict]:
 
 
 def test_train_throughput_runs_tui_ft_variants_in_their_own_processes(shared_instructions):
-    impls = ["both"] if importlib.util.find_spec("accelerate") else ["tui-ft"]
+    # HF's Trainer beside ours only on request: accelerate comes with the test extra
+    # (peft needs it), and the comparison doubles the test's time in CI.
+    both = os.environ.get("TUI_FT_BENCH_HF") == "1" and importlib.util.find_spec("accelerate")
+    impls = ["both"] if both else ["tui-ft"]
     lines = run_bench("train_throughput.py", "--device", "cpu", "--model", "tiny",
                       "--max-steps", "4", "--variants", "eager,packed", "--rows", "4",
                       "--impl", impls[0], "--dataset", str(shared_instructions))

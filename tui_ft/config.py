@@ -82,6 +82,20 @@ class TrainConfig:
                     "Face-layout folder, a .safetensors file, or a run/checkpoint to start from.")
     dropout: float = _p(0.0, "model", "Dropout in attention and MLP blocks while training.",
                         float, minimum=0.0, maximum=1.0, exclusive_min=False)
+    lora_r: int | None = _p(None, "model",
+                            "LoRA rank: train small low-rank adapters beside the target "
+                            "layers with the base frozen; checkpoints hold only the adapter "
+                            "(empty: full fine-tuning).", int, minimum=1, maximum=4096,
+                            optional=True)
+    lora_alpha: float = _p(16.0, "model", "LoRA scaling: the update is multiplied by "
+                           "lora_alpha / lora_r.", float, minimum=0.0, exclusive_min=True,
+                           maximum=1e6)
+    lora_dropout: float = _p(0.0, "model", "Dropout on the LoRA adapters' input while "
+                             "training.", float, minimum=0.0, maximum=1.0)
+    lora_target_modules: list = _p(["c_attn"], "model",
+                                   "Layers of each block that get adapters: c_attn, "
+                                   "c_proj, c_fc, attn.c_proj, mlp.c_proj, or attention, "
+                                   "mlp, all.", tuple)
     gradient_checkpointing: bool = _p(False, "model",
                                       "Recompute activations in the backward pass: less memory, "
                                       "about a third more compute (for the large sizes).")
@@ -430,6 +444,14 @@ def coerce(name: str, value: Any) -> tuple[Any, str | None]:
         if not math.isfinite(value_out):
             return value, "must be a finite number"
         return _check_range(value_out, meta)
+    if kind is tuple:
+        # A list of names (lora_target_modules): YAML's list, or "a, b" / "a / b" typed.
+        if isinstance(value, str):
+            value = [v for v in value.replace(",", "/").replace(" ", "/").split("/") if v]
+        if not isinstance(value, (list, tuple)) or not value or \
+                not all(isinstance(v, str) and v.strip() for v in value):
+            return value, "must be a list of names"
+        return [v.strip() for v in value], None
     if kind is list:
         if isinstance(value, str):
             parts = [p for p in value.replace(",", "/").split("/") if p.strip()]
@@ -581,6 +603,17 @@ def _cross_checks(c: dict, given: set, styles: Collection[str], recorded: bool =
             and c["nproc_per_node"] > 1:
         out.append(Problem("distributed", "fsdp", "eval_exact_match and compute_metrics "
                            "generate answers, which fsdp does not do yet: use ddp"))
+    if c["lora_r"]:
+        from .model.lora import LoraError, expand_targets
+
+        try:
+            expand_targets(c["lora_target_modules"])
+        except LoraError as exc:
+            out.append(Problem("lora_target_modules", c["lora_target_modules"],
+                               str(exc).split(": ", 1)[1]))
+        if c["distributed"] == "fsdp" and c["nproc_per_node"] > 1:
+            out.append(Problem("distributed", "fsdp", "LoRA trains under ddp; fsdp "
+                               "shards a whole model and is not needed for adapters"))
     if c["compute_metrics"]:
         hook = resolve_data_path(c["compute_metrics"])
         if hook is None or not Path(hook).is_file():

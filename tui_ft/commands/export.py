@@ -32,6 +32,9 @@ def run(args) -> int:
     print(f"load it with: GPT2LMHeadModel.from_pretrained({str(out)!r})")
     if any(p.name == "vocab.json" for p in written):
         print(f"and its tokenizer: AutoTokenizer.from_pretrained({str(out)!r})")
+    if any(p.parent.name == "peft_adapter" for p in written):
+        print(f"the LoRA adapter alone (merged above): PeftModel.from_pretrained(BASE, "
+              f"{str(out / 'peft_adapter')!r})")
     sys.stdout.flush()
     return 0
 

@@ -33,11 +33,17 @@ def check_export_target(out_dir) -> Path:
     return out
 
 
+# Where an export of a LoRA model puts its adapter in PEFT's format.
+PEFT_DIR = "peft_adapter"
+
+
 def export_hf(model: "GPT", out_dir) -> list[Path]:
     """Write `model` in Hugging Face GPT-2 layout (config.json, model.safetensors,
     generation_config.json, and GPT-2's tokenizer files) into `out_dir`, which must be
     absent or empty. The files are written into a temporary folder beside it, renamed
-    into place when complete."""
+    into place when complete. A model with LoRA adapters is written merged (the
+    adapters folded into the weights), and its adapter alone in PEFT's format in
+    `peft_adapter/` beside (model.lora: the model is merged in place)."""
     from ..data.tokenizer import ENDOFTEXT, EOT_ID, VOCAB_SIZE, gpt2_ranks
 
     out = check_export_target(out_dir)
@@ -47,6 +53,13 @@ def export_hf(model: "GPT", out_dir) -> list[Path]:
     tmp = tmp_name(parent / out.name)
     tmp.mkdir()
     try:
+        from .lora import has_lora, merge_lora, peft_base_name, write_peft_adapter
+
+        if has_lora(model):
+            written = write_peft_adapter(model, tmp / PEFT_DIR,
+                                         base_model_name_or_path=peft_base_name(model.lora))
+            names += [f"{PEFT_DIR}/{p.name}" for p in sorted(written.iterdir())]
+            merge_lora(model)
         first = next(model.parameters())
         dtype_name = str(first.dtype).removeprefix("torch.")
         write_synced(tmp / HF_CONFIG_FILE,

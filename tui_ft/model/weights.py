@@ -168,6 +168,10 @@ def _hf_weight_files(folder: Path) -> list[Path]:
 def _load_checkpoint(source, folder: Path, device, dtype, *, kind: str):
     from .gpt import GPTConfig
 
+    from .lora import is_adapter_folder
+
+    if is_adapter_folder(folder):
+        return _load_adapter(source, folder, device, dtype, kind=kind)
     config_path = folder / CONFIG_FILE
     data = read_json(config_path)
     try:
@@ -181,6 +185,33 @@ def _load_checkpoint(source, folder: Path, device, dtype, *, kind: str):
         hint = f"the weights do not match {config_path}: the checkpoint is damaged"
         model = _build(config, tensors, "ours", device, dtype, hint)
     return model, ModelInfo(source, kind, config, weights_path=path, checkpoint=folder.name)
+
+
+def _load_adapter(source, folder: Path, device, dtype, *, kind: str):
+    """A LoRA checkpoint: its base (loaded as any model), then its adapter."""
+    from .lora import ADAPTER_FILE, LoraError, add_lora, load_lora_state, read_settings
+
+    settings = read_settings(folder)
+    from ..errors import TuiFtError
+
+    try:
+        model, base = load_model(settings.base, device=device, dtype=dtype)
+    except TuiFtError as exc:
+        raise WeightsError(f"{folder}: the base model of this LoRA adapter, "
+                           f"{settings.base!r}, cannot be loaded: {exc}") from None
+    add_lora(model, settings)
+    path = folder / ADAPTER_FILE
+    if not path.is_file():
+        raise WeightsError(f"{path} is missing: the checkpoint folder is incomplete")
+    with TensorSource.open([path], device) as tensors:
+        loaded = {name: tensors.get(name).to(dtype) for name in tensors.header}
+    try:
+        load_lora_state(model, loaded, str(path))
+    except LoraError as exc:
+        raise WeightsError(str(exc)) from None
+    model.eval()
+    return model, ModelInfo(source, kind, base.config, weights_path=path,
+                            checkpoint=folder.name)
 
 
 def _load_safetensors_file(source, path: Path, device, dtype):
@@ -315,6 +346,16 @@ def save_checkpoint_weights(model: "GPT", folder, *, state_dict: dict | None = N
     gathers them whole for this)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    from .lora import ADAPTER_FILE, has_lora, save_adapter
+
+    if has_lora(model):
+        # LoRA: the adapter and the name of its base (lora.py), never the base's weights.
+        save_adapter(model, folder)
+        path = folder / ADAPTER_FILE
+        write_atomic(folder / CONFIG_FILE,
+                     (json.dumps(model.config.to_dict(), indent=2) + "\n").encode())
+        fsync_dir(folder)
+        return path
     weights = model.state_dict() if state_dict is None else state_dict
     tensors = {k: v for k, v in weights.items() if k != "lm_head.weight"}
     path = folder / WEIGHTS_FILE

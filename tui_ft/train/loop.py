@@ -45,7 +45,9 @@ class _StopRequested(Exception):
 
 
 def set_dropout(model: torch.nn.Module, p: float) -> None:
-    for module in model.modules():
+    for name, module in model.named_modules():
+        if name.endswith("lora_dropout"):
+            continue  # a LoRA adapter's own (lora_dropout), set with the adapter
         if isinstance(module, torch.nn.Dropout):
             module.p = p
         if hasattr(module, "dropout") and isinstance(module.dropout, float):
@@ -186,6 +188,7 @@ class Trainer:
         if c.gradient_checkpointing:
             model.config = replace(model.config, activation_checkpointing=True)
         set_dropout(model, c.dropout)
+        lora = self._lora(model) if c.lora_r else None
         if world.rank:
             # The same weights on every rank (the same seed above); each rank its own
             # dropout masks from here on. Rank 0 keeps the one-process stream.
@@ -253,6 +256,8 @@ class Trainer:
                    "precision": c.precision, "parameters": model.num_parameters(),
                    "host_memory": host_memory, "world_size": world.world_size,
                    "per_device_train_batch_size": c.per_device_train_batch_size,
+                   "trainable_parameters": sum(p.numel() for p in model.parameters()
+                                               if p.requires_grad), "lora": lora,
                    "gradient_accumulation_steps": c.gradient_accumulation_steps,
                    "effective_batch_size": effective})
 
@@ -283,6 +288,25 @@ class Trainer:
                 "gradient_checkpointing") from None
         self._finish(final)
         return final
+
+    def _lora(self, model) -> dict:
+        """Adapters on the base (frozen), unless the model came with them (a resume
+        from a LoRA checkpoint). The base is named so that a checkpoint, which holds
+        only the adapter, can load it again: a preset by name, a file by its path."""
+        from ..model.lora import LoraSettings, add_lora, expand_targets, has_lora
+        from ..model.sources import resolve_source
+
+        c = self.config
+        if not has_lora(model):
+            source = resolve_source(c.model, runs=self.model_runs)
+            base = source.text if source.kind == "preset" else str(source.path.resolve())
+            add_lora(model, LoraSettings(r=c.lora_r, alpha=c.lora_alpha,
+                                         dropout=c.lora_dropout,
+                                         targets=expand_targets(c.lora_target_modules),
+                                         base=base))
+        settings = model.lora
+        return {"r": settings.r, "alpha": settings.alpha, "targets": list(settings.targets),
+                "base": settings.base}
 
     def _answers(self, fsdp: bool):
         """Greedy answers of the validation split at each evaluation, when the config
