@@ -170,3 +170,12 @@ def test_two_checkpoints_of_a_real_run_answer_into_the_comparison(run_cli, tmp_p
     assert run.responses_path.read_bytes() == before
     assert run.read_status().get("responses") == status
     assert not list(comparison.path.glob("*.partial"))
+
+    # The run's answers to the validation split are not the test answers a comparison
+    # needs: a run alone then means its best checkpoint, answering the test split.
+    generate_responses(run, checkpoint="checkpoint-2", split="val", device="cpu")
+    other = arena.prepare((run, None), (run, "2"), name="val-answers", device="cpu")
+    assert other.sides[0].checkpoint == "checkpoint-4"
+    answers = read_responses(other.answers_path(1))
+    assert {(r["split"], r["checkpoint"]) for r in answers} == {("test", "checkpoint-4")}
+    assert len(other.pairs) == 5

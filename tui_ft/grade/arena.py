@@ -113,8 +113,13 @@ def split_spec(spec: str) -> tuple[str, str | None]:
 
 
 def _responses_checkpoint(run: Run) -> str | None:
+    """The checkpoint the run's answers are from, when they answer the test split (or
+    were imported); None otherwise: answers to the validation split are not what a
+    comparison compares."""
     for line in read_responses(run.responses_path)[:1]:
         value = line.get("checkpoint")
+        if line.get("split") not in ("test", "imported"):
+            return None
         return value if isinstance(value, str) else None
     return None
 
