@@ -1,12 +1,17 @@
 """`tui-ft compare RUN_A[:CKPT] RUN_B[:CKPT]` through real subprocesses: the summary and
 its JSON, the export without names until --reveal, the judge filling the comparison
-from a real loopback server, mistakes said in one line, and two checkpoints of a
+from a real loopback server (stopped by ctrl+c, then resumed), mistakes said in one line, and two checkpoints of a
 real tiny run answering into the comparison's folder while the run's own answers
 stay as they were."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -179,3 +184,38 @@ def test_two_checkpoints_of_a_real_run_answer_into_the_comparison(run_cli, tmp_p
     answers = read_responses(other.answers_path(1))
     assert {(r["split"], r["checkpoint"]) for r in answers} == {("test", "checkpoint-4")}
     assert len(other.pairs) == 5
+
+
+def test_ctrl_c_stops_the_judge_and_the_same_command_goes_on(tmp_path):
+    sides(tmp_path, n=3)
+
+    def behave(answer, attempt, body):
+        # The first pair's two orders come back at once, then the server hangs.
+        fast = len(server.requests) <= 2
+        return Reply(json.dumps({"verdict": "tie"}), delay=0 if fast else 30)
+
+    args = ["compare", *NAMES, "--judge", "--model", "jm", "--concurrency", "1"]
+    with JudgeServer(behave) as server:
+        env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+        proc = subprocess.Popen([sys.executable, "-m", "tui_ft.cli", *args, "--base-url",
+                                 server.url], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=env)
+        deadline = time.monotonic() + 30
+        while server.sent() < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.sent() == 3
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "stopped: 1 of 3 pairs judged" in err
+    (folder,) = arena.comparisons_dir().iterdir()
+    comparison = arena.open_comparison(str(folder))
+    assert comparison.results("judge:jm")["verdicts"] == 1
+
+    with JudgeServer(lambda a, n, b: Reply(json.dumps({"verdict": "tie"}))) as server:
+        again = subprocess.run([sys.executable, "-m", "tui_ft.cli", *args, "--base-url",
+                                server.url, "--json"], capture_output=True, text=True,
+                               env=env, timeout=60)
+        assert again.returncode == 0, again.stderr
+        assert server.sent() == 4  # the two pairs left, in both orders
+        assert json.loads(again.stdout)["ties"] == 3
