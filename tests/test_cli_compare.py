@@ -1,8 +1,8 @@
 """`tui-ft compare RUN_A[:CKPT] RUN_B[:CKPT]` through real subprocesses: the summary and
 its JSON, the export without names until --reveal, the judge filling the comparison
-from a real loopback server (stopped by ctrl+c, then resumed), mistakes said in one line, and two checkpoints of a
-real tiny run answering into the comparison's folder while the run's own answers
-stay as they were."""
+from a real loopback server (stopped by ctrl+c, then resumed), mistakes said in one
+line, and two checkpoints of a real tiny run answering into the comparison's folder
+while the run's own answers stay as they were."""
 
 from __future__ import annotations
 
