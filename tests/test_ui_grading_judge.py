@@ -282,3 +282,112 @@ async def test_a_long_reason_takes_three_lines_and_says_it_goes_on(tmp_path):
         await pilot.resize_terminal(120, 24)
         await pilot.pause()
         assert max(len(x) for x in judge_text(app).splitlines()) > 80  # fitted again
+
+
+# -- judging from the screen (l) -------------------------------------------------------
+
+
+def fill_dialog(app, **values: str) -> None:
+    from tui_ft.ui.screens.grading_judge import JudgeDialog
+
+    assert isinstance(app.screen, JudgeDialog)
+    for name, value in values.items():
+        app.screen.query_one(f"#judge-{name}").value = value
+
+
+async def test_l_judges_in_the_background_and_remembers_the_server_not_the_key(
+        tmp_path, isolated_dirs, monkeypatch):
+    from tui_ft.ui.screens.grading_judge import JudgeDialog
+
+    monkeypatch.setenv("TUI_FT_JUDGE_API_KEY", "sk-secret-123")
+    run = make_run(tmp_path, responses=RECORDS)
+    with JudgeServer(verdict_server) as server:
+        app = create_app(run=run.path, start_mode="grading")
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = app.screen
+            assert legend(app)["LLM judge"] is True
+            await pilot.press("l")
+            await wait_for(pilot, lambda: isinstance(app.screen, JudgeDialog))
+            assert "$TUI_FT_JUDGE_API_KEY" in str(app.screen.query_one("#judge-key").content)
+            fill_dialog(app, base_url="", model="judge-m", prompt="correct-wrong")
+            await pilot.press("enter")  # an empty URL: refused in the dialog, nothing sent
+            assert isinstance(app.screen, JudgeDialog)
+            assert "--base-url ''" in str(app.screen.query_one("#judge-problem").content)
+            fill_dialog(app, base_url=server.url)
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: app.screen is screen)
+            await wait_for(pilot, lambda: screen.judging is None, timeout=20)
+            assert "6 of 6 answers judged by judge-m (correct-wrong), unparseable 2" in \
+                message(screen)
+            assert judge_text(app) == "judge \u2713 correct \u00b7 names the plural buses"
+            assert server.sent() == 6
+            assert all(r["headers"].get("Authorization") == "Bearer sk-secret-123"
+                       for r in server.requests)
+            # The same judge again sends nothing: every answer is judged.
+            await pilot.press("l")
+            await wait_for(pilot, lambda: isinstance(app.screen, JudgeDialog))
+            assert app.screen.query_one("#judge-base_url").value == server.url  # remembered
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: app.screen is screen and screen.judging is None,
+                           timeout=20)
+            assert server.sent() == 6 and "6 of 6 answers judged" in message(screen)
+    remembered = (isolated_dirs["config"] / "settings.yaml").read_text()
+    assert "judge-m" in remembered and server.url in remembered
+    for path in (isolated_dirs["config"] / "settings.yaml", run.path / "judgments.jsonl"):
+        assert "sk-secret-123" not in path.read_text()
+
+
+async def test_l_again_stops_the_judge_and_the_next_run_sends_only_the_rest(tmp_path):
+    from tui_ft.ui.screens.grading_judge import JudgeDialog
+
+    run = make_run(tmp_path, responses=RECORDS)
+    slow = lambda a, n, b: Reply('{"verdict": "wrong", "reason": "slow"}', delay=0.4)  # noqa
+    with JudgeServer(slow) as server:
+        app = create_app(run=run.path, start_mode="grading")
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = app.screen
+            await pilot.press("l")
+            await wait_for(pilot, lambda: isinstance(app.screen, JudgeDialog))
+            fill_dialog(app, base_url=server.url, model="slow-m", prompt="correct-wrong",
+                        concurrency="1")
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: "1 of 6 answers judged" in message(screen),
+                           timeout=10)
+            await pilot.press("l")
+            await wait_for(pilot, lambda: screen.judging is None, timeout=10)
+            assert message(screen).startswith("stopped: ")
+            kept = {e["id"] for e in JudgmentStore(run).entries()}
+            assert 1 <= len(kept) < 6
+            await pilot.press("l")
+            await wait_for(pilot, lambda: isinstance(app.screen, JudgeDialog))
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: app.screen is screen and screen.judging is None,
+                           timeout=20)
+            assert "6 of 6 answers judged by slow-m" in message(screen)
+    # What was judged before the stop was never sent again.
+    assert [server.sent(f"ANS-{rid[1:]}") for rid in sorted(kept)] == [1] * len(kept)
+    assert len(JudgmentStore(run).entries()) == 6
+
+
+async def test_a_judge_that_cannot_start_says_why(tmp_path):
+    from tui_ft.ui.screens.grading_judge import JudgeDialog
+
+    run = make_run(tmp_path, responses=RECORDS[:2])
+    key = tmp_path / "key"
+    key.write_text("sk-x")
+    key.chmod(0o644)
+    app = create_app(run=run.path, start_mode="grading")
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        await pilot.press("l")
+        await wait_for(pilot, lambda: isinstance(app.screen, JudgeDialog))
+        fill_dialog(app, base_url="http://127.0.0.1:9/v1", model="m", key_file=str(key))
+        await pilot.press("enter")
+        assert "lets other users read the API key" in str(
+            app.screen.query_one("#judge-problem").content)
+        fill_dialog(app, key_file="", prompt="no-such-prompt")
+        await pilot.press("enter")
+        assert "no such judge prompt" in str(app.screen.query_one("#judge-problem").content)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is screen)
+        assert screen.judging is None and not (run.path / "judgments.jsonl").exists()

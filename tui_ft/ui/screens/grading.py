@@ -7,7 +7,8 @@ Where the person is (response, filter, auto-advance, counts) is a GradingSession
 (grade/session.py); this screen draws it and turns keys into its methods. Where an
 LLM judge has judged the answers ('tui-ft judge', judgments.jsonl, followed while it
 runs), its verdict and reason are shown under the answer, `v` takes the verdict as
-the mark and the filter cycle gains "disagree"."""
+the mark and the filter cycle gains "disagree"; `l` runs the judge from here
+(grading_judge.py)."""
 
 from __future__ import annotations
 
@@ -33,16 +34,17 @@ from ..widgets.key_legend import KeyLegend
 from ..widgets.response_view import ResponseView, shown
 from . import grading_lines
 from .grading_generation import ResponseGeneration
+from .grading_judge import ScreenJudge
 
 TICK_S = 1.0  # the response file is looked at (stat, re-read if changed) at most this often
 REFRESH_EVERY = 2  # ticks between reads of other sessions' grades
 NARROW_BELOW = 70  # columns under which expected and response stack vertically
 # Actions that need a response on screen (disabled, and shown dimmed, without one).
 NEEDS_RESPONSE = {"grade", "next", "previous", "next_ungraded", "cycle_filter", "edit_note",
-                  "export", "scroll_answers", "accept_judge"}
+                  "export", "scroll_answers", "accept_judge", "judge"}
 
 
-class GradingScreen(ResponseGeneration, Screen):
+class GradingScreen(ResponseGeneration, ScreenJudge, Screen):
     # Priority bindings act the moment a key arrives, in the order keys arrive: keys
     # that reach the app in one read (a paste, a slow SSH link, tmux send-keys) would
     # otherwise be routed before `n` or `e` had moved the focus to the input line, and
@@ -61,6 +63,7 @@ class GradingScreen(ResponseGeneration, Screen):
         Binding("n", "edit_note", "Note", priority=True),
         Binding("e", "export", "Export", priority=True),
         Binding("r", "generate", "Generate", priority=True),
+        Binding("l", "judge", "LLM judge", priority=True),
         Binding("o", "open_run", "Run", priority=True),
         Binding("pagedown", "scroll_answers(1)", "Scroll", key_display="PgDn", priority=True),
         Binding("pageup", "scroll_answers(-1)", "Scroll up", show=False, priority=True),
@@ -98,6 +101,9 @@ class GradingScreen(ResponseGeneration, Screen):
 
     def on_mount(self) -> None:
         self.set_interval(TICK_S, self._tick)
+
+    def on_unmount(self) -> None:
+        self.stop_judging()
 
     def on_screen_resume(self) -> None:
         run = self.app.state.run
