@@ -282,6 +282,12 @@ async def test_a_long_reason_takes_three_lines_and_says_it_goes_on(tmp_path):
         await pilot.resize_terminal(120, 24)
         await pilot.pause()
         assert max(len(x) for x in judge_text(app).splitlines()) > 80  # fitted again
+        # The smallest terminal: one line, so the answers keep theirs.
+        await pilot.resize_terminal(60, 20)
+        await pilot.pause()
+        assert line.region.height == 1 and judge_text(app).endswith("\u2026")
+        for panel in ("#expected-panel", "#response-panel"):
+            assert app.screen.query_one(panel).region.height >= 4, panel
 
 
 # -- judging from the screen (l) -------------------------------------------------------

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ...grade.session import Suggestion
 
 JUDGE_LINES = 3
+SHORT_BELOW = 16  # rows of this view under which the judge gets one line (60x20: 13)
 JUDGE_MARKS = {"correct": "\u2713 correct", "wrong": "\u2717 wrong"}
 
 
@@ -177,14 +178,16 @@ class ResponseView(Vertical):
         width = self.size.width - 2  # the line's padding
         if width < 10:
             return text
+        # On a short terminal one line: the answers keep their three lines each.
+        most = JUDGE_LINES if self.size.height >= SHORT_BELOW else 1
         lines = text.wrap(self.app.console, width)
-        if len(lines) <= JUDGE_LINES:
+        if len(lines) <= most:
             return text
-        last = lines[JUDGE_LINES - 1]
+        last = lines[most - 1]
         last.rstrip()
         last.truncate(width - 1)
         last.append("\u2026")
-        return Text("\n").join(lines[:JUDGE_LINES])
+        return Text("\n").join(lines[:most])
 
     def _judgment_text(self, said: "Suggestion") -> Text:
         text = Text("judge ", self.get_component_rich_style("response-view--label",
