@@ -543,3 +543,27 @@ def test_fsdp_divides_the_model_state_and_adds_the_gathered_units():
     assert eight.total < one.total / 2
     with pytest.raises(ValueError, match="shards"):
         estimate_memory(config, precision="bf16", batch_size=1, seq_len=8, shards=0)
+
+
+def test_lora_counts_the_adapters_alone_as_trained():
+    """LoRA (issue 18): gradients and AdamW state for the adapters only, their weights
+    on top of the frozen model's; an int8 base keeps one byte per block weight and a
+    2-byte scale per output row. Worked by hand for gpt2-medium, r 16 on c_attn."""
+    from tui_ft.model.lora import adapter_parameters
+
+    config = CONFIGS["gpt2-medium"]
+    d, L = config.n_embd, config.n_layer
+    trainable = adapter_parameters(config, 16, ["c_attn"])
+    assert trainable == L * 16 * (d + 3 * d)
+    full = estimate_memory(config, precision="bf16", batch_size=4, seq_len=512)
+    lora = estimate_memory(config, precision="bf16", batch_size=4, seq_len=512,
+                           trainable=trainable)
+    assert lora.weights == full.weights + 4 * trainable
+    assert lora.gradients == 4 * trainable and lora.optimizer == 8 * trainable
+    assert lora.activations == full.activations
+    int8 = estimate_memory(config, precision="bf16", batch_size=4, seq_len=512,
+                           trainable=trainable, int8_base=True)
+    linear = L * 12 * d * d
+    assert int8.weights == 4 * (config.n_params() - linear) + linear + \
+        2 * L * (3 * d + d + 4 * d + d) + 4 * trainable
+    assert int8.total < lora.total < full.total

@@ -92,6 +92,10 @@ class TrainConfig:
                            maximum=1e6)
     lora_dropout: float = _p(0.0, "model", "Dropout on the LoRA adapters' input while "
                              "training.", float, minimum=0.0, maximum=1.0)
+    load_in_8bit: bool = _p(False, "model",
+                            "With LoRA: hold the frozen base's block weights in int8 "
+                            "(bitsandbytes, CUDA, pip install \"tui-ft[bnb]\"): about a "
+                            "quarter of their memory.")
     lora_target_modules: list = _p(["c_attn"], "model",
                                    "Layers of each block that get adapters: c_attn, "
                                    "c_proj, c_fc, attn.c_proj, mlp.c_proj, or attention, "
@@ -159,6 +163,11 @@ class TrainConfig:
     gradient_accumulation_steps: int = _p(1, "optimisation",
                                           "Batches added up before each optimizer step.",
                                           int, minimum=1, maximum=MAX_BATCH)
+    optim: str = _p("adamw_torch", "optimisation",
+                    "The optimizer: adamw_torch (fused where the device has it), or "
+                    "adamw_bnb_8bit (bitsandbytes' 8-bit AdamW: its state takes a "
+                    "quarter of the memory; CUDA, pip install \"tui-ft[bnb]\").",
+                    choices=("adamw_torch", "adamw_bnb_8bit"))
     nproc_per_node: int = _p(1, "optimisation",
                              "Processes (one per GPU) training this run together under "
                              "torchrun with DDP. The batch size is per process: the "
@@ -603,6 +612,15 @@ def _cross_checks(c: dict, given: set, styles: Collection[str], recorded: bool =
             and c["nproc_per_node"] > 1:
         out.append(Problem("distributed", "fsdp", "eval_exact_match and compute_metrics "
                            "generate answers, which fsdp does not do yet: use ddp"))
+    if c["load_in_8bit"] and not c["lora_r"]:
+        out.append(Problem("load_in_8bit", True, "an int8 base cannot be trained: it is "
+                           "for LoRA (set lora_r); for full fine-tuning, optim: "
+                           "adamw_bnb_8bit saves the optimizer's memory"))
+    for key, on in (("optim", c["optim"] == "adamw_bnb_8bit"),
+                    ("load_in_8bit", c["load_in_8bit"])):
+        if on and c["device"] == "cpu":
+            out.append(Problem(key, c[key], "bitsandbytes' 8-bit kernels need a CUDA "
+                               "device"))
     if c["lora_r"]:
         from .model.lora import LoraError, expand_targets
 

@@ -76,6 +76,19 @@ class LoraSettings:
             raise LoraError(f"{where}: not a LoRA description ({exc})") from None
 
 
+# (in, out) of each adaptable layer, in units of n_embd.
+_SHAPES = {"attn.c_attn": (1, 3), "attn.c_proj": (1, 1), "mlp.c_fc": (1, 4),
+           "mlp.c_proj": (4, 1)}
+
+
+def adapter_parameters(config, r: int, targets) -> int:
+    """The adapters' parameter count for a model shape (no torch): r x (in + out) per
+    adapted layer and block."""
+    d = config.n_embd
+    return config.n_layer * sum(r * d * (a + b) for a, b in
+                                (_SHAPES[t] for t in expand_targets(targets)))
+
+
 def _adapted(model, targets):
     for index, block in enumerate(model.h):
         for layer in targets:
@@ -113,6 +126,18 @@ def add_lora(model, settings: LoraSettings):
         linear.lora_hook = linear.register_forward_hook(_add_update)
     model.lora = settings
     return model
+
+
+def move_adapter(source, target) -> None:
+    """Give the layer `target` the adapter of `source` (when it has one): the layer
+    is being replaced (an int8 copy of it) and the adapter goes on."""
+    if not hasattr(source, "lora_A"):
+        return
+    source.lora_hook.remove()
+    for name in ("lora_A", "lora_B", "lora_dropout"):
+        setattr(target, name, getattr(source, name))
+    target.lora_scaling = source.lora_scaling
+    target.lora_hook = target.register_forward_hook(_add_update)
 
 
 def has_lora(model) -> bool:

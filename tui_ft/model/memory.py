@@ -135,7 +135,8 @@ def estimate_memory(config, *, precision: str, batch_size: int, seq_len: int,
                     optimizer: str = "adamw", gradient_accumulation_steps: int = 1,
                     device_type: str = "cuda", loss: str = "chunked",
                     chunk: int = LOSS_CHUNK, targets: int | None = None,
-                    shards: int = 1) -> MemoryEstimate:
+                    shards: int = 1, trainable: int | None = None,
+                    int8_base: bool = False) -> MemoryEstimate:
     """Memory of one training step (forward, backward, gradient clipping, optimizer
     step) or of generation, for a GPTConfig-like `config` (vocab_size, context_length,
     n_embd, n_layer, n_head, dropout, n_params()).
@@ -192,7 +193,13 @@ def estimate_memory(config, *, precision: str, batch_size: int, seq_len: int,
     unsharded gradients of the root and of one block before they are reduce-scattered
     (fp32, no mixed-precision policy). Arithmetic from FSDP2's design, not yet
     checked against a GPU's memory timeline. DDP (shards 1) holds what one process
-    holds (its gradient buckets are views of the gradients)."""
+    holds (its gradient buckets are views of the gradients).
+
+    `trainable` is LoRA's (lora.adapter_parameters): the adapters' weights on top of
+    the frozen model's, and gradients and AdamW state for them alone; `int8_base`
+    holds the blocks' Linear weights in int8 (bitsandbytes, one byte each and a scale
+    per row). The activations stay: the backward pass still goes through every layer
+    to reach the first adapters."""
     if not isinstance(shards, int) or isinstance(shards, bool) or shards < 1:
         raise ValueError(f"shards must be an integer >= 1, got {shards!r}")
     name = parse_precision(precision)
@@ -248,6 +255,13 @@ def estimate_memory(config, *, precision: str, batch_size: int, seq_len: int,
     optimizer_bytes = OPTIMIZER_BYTES_PER_PARAM[opt] * n_params
     if opt in ("adam", "adamw"):
         optimizer_bytes += _FP32 * _param_tensors(L)  # the per-tensor `step` counters
+    if trainable is not None:
+        if int8_base:
+            rows = L * (3 * d + d + 4 * d + d)  # output channels of the block Linears
+            weights = _FP32 * (n_params - linear) + linear + 2 * rows
+        weights += _FP32 * trainable
+        gradients = _FP32 * trainable
+        optimizer_bytes = OPTIMIZER_BYTES_PER_PARAM[opt] * trainable
     if shards > 1:
         root = V * d + config.context_length * d + 2 * d
         block = (n_params - root) // max(1, L)

@@ -297,6 +297,10 @@ class Trainer:
         from ..model.sources import resolve_source
 
         c = self.config
+        if c.load_in_8bit:
+            from ..model.quant import bnb_int8_base
+
+            bnb_int8_base(model)
         if not has_lora(model):
             source = resolve_source(c.model, runs=self.model_runs)
             base = source.text if source.kind == "preset" else str(source.path.resolve())

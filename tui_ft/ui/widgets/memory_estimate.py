@@ -35,6 +35,9 @@ class EstimateRequest:
     device: str = "auto"
     nproc_per_node: int = 1
     distributed: str = "ddp"
+    lora_r: int | None = None
+    lora_targets: tuple[str, ...] = ()
+    load_in_8bit: bool = False
     invalid: tuple[str, ...] = ()
 
     @classmethod
@@ -50,6 +53,9 @@ class EstimateRequest:
                    dropout=values["dropout"], device=values["device"],
                    nproc_per_node=values.get("nproc_per_node") or 1,
                    distributed=values.get("distributed") or "ddp",
+                   lora_r=values.get("lora_r"),
+                   lora_targets=tuple(values.get("lora_target_modules") or ()),
+                   load_in_8bit=bool(values.get("load_in_8bit")),
                    invalid=tuple(n for n in names if n in invalid))
 
 
@@ -62,6 +68,8 @@ class EstimateResult:
     is_error: bool = False
     # With several processes, the other strategy's peak per device (ddp or fsdp).
     other: tuple[str, int] | None = None
+    # LoRA: the adapters' parameters (what trains).
+    trainable: int | None = None
 
 
 def model_shape(model: str, dropout: float = 0.0) -> tuple[GPTConfig | None, str]:
@@ -103,6 +111,15 @@ def compute(request: EstimateRequest) -> EstimateResult:
         return EstimateResult(request, label=label, is_error=True,
                               reason=f"max_length {seq_len} exceeds {label}'s context "
                                      f"({shape.context_length}): training would refuse it")
+    trainable = None
+    if request.lora_r:
+        from ...model.lora import LoraError, adapter_parameters
+
+        try:
+            trainable = adapter_parameters(shape, request.lora_r, request.lora_targets)
+        except LoraError:
+            trainable = None  # the form says what is wrong with the targets
+
     def per_device(strategy: str):
         return estimate_memory(
             shape, precision=request.precision, batch_size=request.batch_size,
@@ -110,7 +127,8 @@ def compute(request: EstimateRequest) -> EstimateResult:
             activation_checkpointing=request.gradient_checkpointing,
             gradient_accumulation_steps=request.gradient_accumulation_steps,
             device_type="cpu" if request.device.strip().lower() == "cpu" else "cuda",
-            shards=request.nproc_per_node if strategy == "fsdp" else 1)
+            shards=request.nproc_per_node if strategy == "fsdp" else 1,
+            trainable=trainable, int8_base=request.load_in_8bit and trainable is not None)
 
     try:
         estimate = per_device(request.distributed)
@@ -121,7 +139,8 @@ def compute(request: EstimateRequest) -> EstimateResult:
             other = (name, per_device(name).total)
     except (ValueError, TypeError) as exc:
         return EstimateResult(request, label=label, is_error=True, reason=str(exc))
-    return EstimateResult(request, label=label, estimate=estimate, other=other)
+    return EstimateResult(request, label=label, estimate=estimate, other=other,
+                          trainable=trainable)
 
 
 def _bytes(n: int) -> str:
@@ -237,13 +256,18 @@ class MemoryEstimatePanel(Static):
             extras += f" \u00b7 accum {request.gradient_accumulation_steps}"
         if request.gradient_checkpointing:
             extras += " \u00b7 ckpt"
+        if request.lora_r:
+            extras += f" \u00b7 LoRA r{request.lora_r}" + (" int8" if request.load_in_8bit
+                                                            else "")
         if request.nproc_per_node > 1:
             # Per device: DDP holds a whole model on each, FSDP a share of it.
             extras += f" \u00b7 {request.distributed} \u00d7{request.nproc_per_node}"
         text.append(f"{label} \u00b7 {e.precision} \u00b7 batch {e.batch_size}\u00d7{e.seq_len}"
                     f"{extras}: ")
         text.append(f"total \u2248 {_bytes(e.total)}", total)
-        text.append(f" ({e.n_params / 1e6:.0f}M params)", muted)
+        trains = (f", {result.trainable / 1e6:.2f}M trainable"
+                  if result.trainable is not None else "")
+        text.append(f" ({e.n_params / 1e6:.0f}M params{trains})", muted)
         # The parts, then the transient on top of what is alive at the peak (a chunk of
         # the loss's logits, say), named by the moment it comes at.
         moment = _MOMENTS.get(e.peak_at, e.peak_at)
