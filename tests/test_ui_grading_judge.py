@@ -397,3 +397,19 @@ async def test_a_judge_that_cannot_start_says_why(tmp_path):
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.screen is screen)
         assert screen.judging is None and not (run.path / "judgments.jsonl").exists()
+
+
+async def test_without_the_http_client_l_says_what_to_install(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "httpx", None)  # 'import httpx' fails, as uninstalled
+    run = make_run(tmp_path, responses=RECORDS[:2])
+    app = create_app(run=run.path, start_mode="grading")
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        await pilot.press("l")
+        await pilot.pause()
+        assert app.screen is screen
+        assert 'pip install "tui-ft[judge]"' in message(screen)
+        await pilot.press("c")  # grading goes on
+        assert journal(run)[-1]["grade"] == "correct"

@@ -9,6 +9,7 @@ A mixin of GradingScreen, like grading_generation."""
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 from dataclasses import dataclass
 
@@ -22,8 +23,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
 from ...errors import TuiFtError
-from ...grade.judge import (API_KEY_ENVS, JudgeError, JudgeSettings, JudgeStopped,
-                            judge_run, load_prompt, read_api_key)
+from ...grade.judge import (API_KEY_ENVS, EXTRA_HINT, JudgeError, JudgeSettings,
+                            JudgeStopped, judge_run, load_prompt, read_api_key)
 from ...runfolder import Run
 from ...settings import load_settings, save_setting
 from ..widgets.response_view import shown
@@ -212,6 +213,11 @@ class ScreenJudge:
             self._say(f"stopping the judge ({self.judging.model}); what is judged is kept")
             return
         if self.run is None or not self.responses:
+            return
+        if importlib.util.find_spec("httpx") is None:
+            # Said before the dialog: filling it in would be for nothing.
+            self._say(f"the LLM judge needs the optional HTTP client httpx: {EXTRA_HINT}",
+                      error=True)
             return
         self.app.push_screen(JudgeDialog(self.run, len(self.responses)), self._judge_chosen)
 
