@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import time
 
 import pytest
 
@@ -413,3 +415,41 @@ async def test_without_the_http_client_l_says_what_to_install(tmp_path, monkeypa
         assert 'pip install "tui-ft[judge]"' in message(screen)
         await pilot.press("c")  # grading goes on
         assert journal(run)[-1]["grade"] == "correct"
+
+
+def test_quitting_mid_batch_stops_the_judge_and_keeps_what_is_judged(tmp_path):
+    """q while the judge runs: the app closes, the batch ends with it (its lock is
+    free at once), and the judgments written are whole lines a next batch builds on."""
+    from tui_ft.fsio import try_lock
+    from tui_ft.grade.judge import JUDGE_LOCK
+    from tui_ft.ui.screens.grading_judge import JudgeDialog
+
+    run = make_run(tmp_path, responses=RECORDS)
+    slow = lambda a, n, b: Reply('{"verdict": "correct", "reason": "ok"}', delay=0.4)  # noqa
+
+    async def quit_mid_batch(url: str) -> None:
+        app = create_app(run=run.path, start_mode="grading")
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = app.screen
+            await pilot.press("l")
+            await wait_for(pilot, lambda: isinstance(app.screen, JudgeDialog))
+            fill_dialog(app, base_url=url, model="m", prompt="correct-wrong", concurrency="1")
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: "1 of 6 answers judged" in message(screen),
+                           timeout=10)
+            await pilot.press("q")
+
+    with JudgeServer(slow) as server:
+        asyncio.run(quit_mid_batch(server.url))
+        fd = None
+        for _ in range(50):  # the worker thread ends within a tick of the stop
+            fd = try_lock(run.path / JUDGE_LOCK)
+            if fd is not None:
+                break
+            time.sleep(0.1)
+        assert fd is not None, "the judge went on after the app closed"
+        os.close(fd)
+        judged = JudgmentStore(run).entries()
+        assert 1 <= len(judged) < 6 and all(e.get("verdict") == "correct" for e in judged)
+        summary = judge(run, server.url, model="m")
+        assert summary["judged"] == 6 and summary["skipped"] == len(judged)
