@@ -157,6 +157,19 @@ async def test_disagree_filter_lists_exactly_the_disagreements(judged):
         assert screen.session.filter_position()[1] == 1
 
 
+async def test_the_disagree_filter_with_nothing_to_show_says_so(judged):
+    store = GradeStore(judged)
+    store.mark("q1", CHECKPOINT, "correct")  # as the judge said
+    app = create_app(run=judged.path, start_mode="grading")
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.screen
+        await pilot.press("f", "f", "f", "f")
+        assert screen.session.filter == "disagree"
+        assert "no answer you marked has the judge's other verdict" in message(screen)
+        await pilot.press("f")
+        assert screen.session.filter == "all"
+
+
 async def test_a_judge_run_while_the_screen_is_open_appears(tmp_path):
     run = make_run(tmp_path, responses=RECORDS)
     app = create_app(run=run.path, start_mode="grading")

@@ -304,7 +304,9 @@ class GradingScreen(ResponseGeneration, ScreenJudge, Screen):
     def action_cycle_filter(self) -> None:
         self._say("")
         if not self.session.cycle_filter():
-            self._say(f"no response is {self.session.filter} yet")
+            self._say("no answer you marked has the judge's other verdict"
+                      if self.session.filter == "disagree"
+                      else f"no response is {self.session.filter} yet")
         self._show_current()
 
     def action_toggle_auto(self) -> None:
