@@ -108,3 +108,18 @@ def test_train_scaling_runs_one_and_two_ranks_through_the_launcher():
         assert r["steps"] == 5 and r["tokens_per_s"] > 0
         assert r["global_batch"] == 4 * ranks and r["strategy"] == "ddp"
     assert rows[1]["efficiency"] == 1.0 and rows[2]["efficiency"] > 0
+
+
+def test_lora_memory_runs_full_and_lora_in_their_own_processes(shared_instructions):
+    lines = run_bench("lora_memory.py", "--model", "tiny", "--random", "--max-steps", "2",
+                      "--max-length", "48", "--variants", "full,lora,lora8",
+                      "--dataset", str(shared_instructions))
+    assert lines[0]["benchmark"] == "lora_memory" and "machine" in lines[0]
+    rows = {r["variant"]: r for r in lines[1:]}
+    assert rows["lora8"]["skipped"].startswith("an int8 base needs CUDA")
+    full, lora = rows["full"], rows["lora"]
+    for r in (full, lora):
+        assert r["steps"] == 2 and r["tokens_per_s"] > 0 and r["peak_rss_mb"] > 0
+        assert r["final_val_loss"] is not None
+    assert full["trainable_parameters"] == full["parameters"]
+    assert 0 < lora["trainable_parameters"] < full["parameters"] / 50

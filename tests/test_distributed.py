@@ -265,3 +265,15 @@ def test_generated_answer_metrics_are_shared_out_and_gathered(tmp_path):
                 if "val_chars" in m}
 
     assert answers(one) == answers(two) and sorted(answers(one)) == [2, 4]
+
+
+def test_lora_trains_the_same_on_two_ranks(tmp_path):
+    """LoRA under DDP (issue 18): only the adapters are trainable, DDP averages their
+    gradients, and 2 ranks of 4 give one process's losses of 8; the checkpoint holds
+    the adapter only."""
+    lora = {"lora_r": 4, "lora_target_modules": ["attention"], "learning_rate": 1e-2}
+    one = one_process(sample_config(tmp_path, "one", **lora))
+    two = torchrun(sample_config(tmp_path, "two", per_device_train_batch_size=4, **lora))
+    assert_same_losses(one, two)
+    last = two.checkpoints()[-1].path
+    assert (last / "adapter.safetensors").is_file() and not (last / "model.safetensors").exists()
