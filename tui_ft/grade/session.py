@@ -10,6 +10,7 @@ verdict as the mark, and one more filter shows where judge and person disagree."
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from .judge import JudgeError, JudgmentStore, builtin_prompts, load_prompt, passes
@@ -49,13 +50,23 @@ def score_threshold(entry: dict) -> int | None:
     if isinstance(own, int) and not isinstance(own, bool) and 0 <= own <= 100:
         return own
     name, model = entry.get("prompt"), entry.get("model")
-    if not isinstance(name, str) or not isinstance(model, str) or name not in builtin_prompts():
+    if not isinstance(name, str) or not isinstance(model, str):
+        return None
+    known = _builtin_mark(name, model)
+    return known[1] if known is not None and known[0] == entry.get("judge") else None
+
+
+@lru_cache(maxsize=64)
+def _builtin_mark(name: str, model: str) -> tuple[str, int] | None:
+    """(judge identity, pass mark) of built-in prompt `name` with `model`; read once:
+    the disagree filter asks for every answer at each step."""
+    if name not in builtin_prompts():
         return None
     try:
         prompt = load_prompt(name)
     except JudgeError:
         return None
-    return prompt.pass_threshold if prompt.identity(model) == entry.get("judge") else None
+    return prompt.identity(model), prompt.pass_threshold
 
 
 def suggestion_of(entry: dict) -> Suggestion:
