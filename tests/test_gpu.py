@@ -9,6 +9,7 @@ benchmarks/gpu_suite.sh, which also runs the GPU benchmarks)."""
 
 from __future__ import annotations
 
+import importlib.util
 import math
 
 import pytest
@@ -271,3 +272,37 @@ def test_train_then_responses_then_export_from_the_command_line(tmp_path, run_cl
     ids = torch.randint(0, 50257, (2, 40), device=CUDA)
     with torch.no_grad():
         torch.testing.assert_close(ours.eval()(ids), hf(ids).logits, rtol=0, atol=2e-4)
+
+
+# -- LoRA, 8-bit (issue 18): the CUDA-only paths ---------------------------------------------
+
+
+def test_lora_on_cuda_learns_and_keeps_the_base(tmp_path):
+    train, vals = _run(tmp_path, "lora", lora_r=8, lora_target_modules=["all"],
+                       learning_rate=1e-2)
+    assert vals[-1] < vals[0]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is None,
+                    reason="needs bitsandbytes (pip install tui-ft[bnb])")
+def test_lora_on_an_int8_base_learns(tmp_path):
+    """load_in_8bit: the blocks' Linear layers as bitsandbytes' Linear8bitLt, adapters
+    in full precision on top; it trains, and its checkpoint (adapter only) loads on
+    the fp32 base for generation."""
+    train, vals = _run(tmp_path, "lora8", lora_r=8, lora_target_modules=["all"],
+                       learning_rate=1e-2, load_in_8bit=True, save_strategy="epoch")
+    assert vals[-1] < vals[0]
+    from tui_ft.model.weights import load_model
+    from tui_ft.runfolder import Run
+
+    model, _ = load_model(str(Run(tmp_path / "lora8").checkpoints()[-1].path))
+    assert any(".lora_B." in n for n, _ in model.named_parameters())
+
+
+@pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is None,
+                    reason="needs bitsandbytes (pip install tui-ft[bnb])")
+def test_8bit_adamw_trains_as_adamw_does(tmp_path):
+    eight, vals8 = _run(tmp_path, "adam8", optim="adamw_bnb_8bit")
+    full, vals = _run(tmp_path, "adam32")
+    assert vals8[-1] < vals8[0] - 0.5
+    assert abs(vals8[-1] - vals[-1]) < 0.25
