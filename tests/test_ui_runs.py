@@ -69,3 +69,38 @@ async def test_runs_screen_compares_two_runs_and_opens_one(isolated_dirs):
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.current_mode == "training")
         assert app.state.run is not None and app.state.run.name == str(opened)
+
+
+def answered(run: Run, answers: list[str]) -> Run:
+    """Test answers of the run's best checkpoint (checkpoint-30), as responses leaves."""
+    lines = [{"id": f"q{i}", "instruction": f"Say {i}.", "input": "", "expected": str(i),
+              "response": a, "checkpoint": "checkpoint-30", "run": run.name, "split": "test"}
+             for i, a in enumerate(answers)]
+    run.responses_path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return run
+
+
+async def test_c_compares_two_marked_runs_blind(isolated_dirs):
+    from tui_ft.grade.arena import HUMAN, Comparison
+    from tui_ft.ui.screens.arena import ArenaScreen
+    from tui_ft.ui.screens.runs import RunsScreen
+
+    runs = isolated_dirs["runs"]
+    answered(made_run(runs, "alpha", 1e-3, [3.0]), ["0", "1", "two"])
+    answered(made_run(runs, "beta", 1e-4, [3.5]), ["zero", "1", "2"])
+    app = create_app(start_mode="runs")
+    async with app.run_test(size=(100, 30)) as pilot:
+        table = app.screen.query_one(DataTable)
+        await wait_for(pilot, lambda: table.row_count == 2)
+        await pilot.press("c")  # nothing marked: said, nothing started
+        assert not isinstance(app.screen, ArenaScreen)
+        await pilot.press("space", "down", "space", "c")
+        await wait_for(pilot, lambda: isinstance(app.screen, ArenaScreen), timeout=120)
+        arena = app.screen
+        shown = str(arena.query_one("#arena-header").content)
+        assert "alpha" not in shown and "beta" not in shown  # blind
+        await pilot.press("a")
+        comparison = Comparison(arena.comparison.path)
+        assert sum(comparison.verdict(p, HUMAN) is not None for p in comparison.pairs) == 1
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen))

@@ -55,7 +55,16 @@ class ArenaScreen(Screen):
         Binding("left,p", "move(-1)", "Previous"),
         Binding("right,n", "move(1)", "Next"),
         Binding("r", "results", "Results"),
+        Binding("escape", "leave", "Back"),
     ]
+
+    def action_leave(self) -> None:
+        """Back to the Runs screen, or out of `tui-ft compare --grade`; every verdict
+        is on disk already."""
+        if isinstance(self.app, ArenaApp):
+            self.app.exit()
+        else:
+            self.app.pop_screen()
 
     def __init__(self, comparison: Comparison, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -154,6 +163,8 @@ class ArenaScreen(Screen):
 
 
 class ArenaApp(App):
+    """The comparison alone (`tui-ft compare ... --grade`); in the main app the screen
+    opens over the Runs screen (c) instead."""
     TITLE = "tui-ft compare"
     BINDINGS = [Binding("q", "quit", "Quit")]
 

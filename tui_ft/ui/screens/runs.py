@@ -5,6 +5,8 @@ Training screen. The summaries are read in a thread (each reads a run folder).""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -73,6 +75,8 @@ class RunsScreen(Screen):
         Binding("space", "mark", "Mark", tooltip="Mark the run under the cursor to compare"),
         Binding("enter", "open_run", "Open", tooltip="Open the run on the Training screen"),
         Binding("r", "reload", "Reload", tooltip="Read every run again"),
+        Binding("c", "compare", "Blind A/B", tooltip="Two marked runs: answer the same test "
+                "prompts, then judge them side by side without their names"),
     ]
     CSS_PATH = "runs.tcss"
 
@@ -156,6 +160,44 @@ class RunsScreen(Screen):
             return
         self.app.select_run(Run(row["path"]))
         self.app.switch_mode("training")
+
+    def action_compare(self) -> None:
+        chosen = [r for r in self.rows if r["path"] in self.marked]
+        if len(chosen) != 2:
+            self.notify("mark exactly two runs (space) to compare them blind",
+                        severity="warning")
+            return
+        self.query_one("#runs-header", Static).update(Text(
+            "preparing the blind comparison (answers a run lacks are generated first) ..."))
+        self._prepare_comparison([r["path"] for r in chosen])
+
+    @work(thread=True, exclusive=True, group="compare", description="prepare a comparison")
+    def _prepare_comparison(self, paths: list[str]) -> None:
+        # In its own process, as every generation job: torch stays out of the app.
+        import json
+        import subprocess
+        import sys
+
+        proc = subprocess.run([sys.executable, "-m", "tui_ft.cli", "compare", *paths,
+                               "--json"], capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL)
+        if proc.returncode != 0:
+            reason = (proc.stderr.strip().splitlines() or ["it failed"])[-1]
+            self.app.call_from_thread(self._comparison_failed, reason)
+            return
+        self.app.call_from_thread(self._open_comparison, json.loads(proc.stdout)["comparison"])
+
+    def _comparison_failed(self, reason: str) -> None:
+        self.notify(visible(reason, keep_newlines=False), severity="error", markup=False,
+                    timeout=10)
+        self._show(self.rows)
+
+    def _open_comparison(self, path: str) -> None:
+        from ...grade.arena import Comparison
+        from .arena import ArenaScreen
+
+        self._show(self.rows)
+        self.app.push_screen(ArenaScreen(Comparison(Path(path))))
 
     def _compare(self) -> None:
         """The marked runs' curves and differing parameters (two or more marked)."""
