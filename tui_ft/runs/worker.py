@@ -166,7 +166,15 @@ def main(argv: list[str] | None = None) -> int:
             except TuiFtError as exc:
                 print(f"[{now_iso()}] not started: {exc}", flush=True)
                 return 1
-        return _run_worker(run, args, f"rank {world.rank}/{world.world_size}")
+        code = _run_worker(run, args, f"rank {world.rank}/{world.world_size}")
+        # A rank's work is on disk (rank 0 wrote and synced it) and its process group
+        # is gone: it leaves without running C++ static destructors, where a thread of
+        # torch's still alive at exit made an ended rank abort once in a busy full
+        # suite ("terminate called without an active exception", SIGABRT), which
+        # torchrun reports as a failed run.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     if args.lock_fd is None and args.node_rank == 0:
         from .jobs import lock_run
 
