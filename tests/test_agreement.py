@@ -98,6 +98,8 @@ def test_agreement_cli_matches_the_hand_computed_table(run_cli, tmp_path):
     text = run_cli("grades", "agreement", run.path)
     assert text.returncode == 0, text.stderr
     assert "kappa 0.550" in text.stdout and "77.8%" in text.stdout
+    assert result["taken_from_judge"] == 0
+
 
     # The export carries the judge's word beside the mark; old fields unchanged.
     out = tmp_path / "export.jsonl"
@@ -110,6 +112,21 @@ def test_agreement_cli_matches_the_hand_computed_table(run_cli, tmp_path):
     for key in ("id", "instruction", "input", "expected", "response", "grade", "note", "run",
                 "checkpoint", "graded_at", "exact_match"):
         assert key in rows["ANS-0"]
+
+    # ANS-9 marked by taking the judge's verdict (the Grading screen's v): the judge
+    # agreeing with itself is no evidence, so the table stays as it was.
+    record = next(r for r in read_responses(run.responses_path)
+                  if r["response"].startswith("ANS-9"))
+    GradeStore(run).mark(str(record["id"]), record.get("checkpoint"), "correct",
+                         answer_key(record), by="judge")
+    again = json.loads(run_cli("grades", "agreement", run.path, "--json").stdout)
+    assert again["n"] == 9 and again["confusion"] == result["confusion"]
+    assert again["taken_from_judge"] == 1
+    assert GradeStore(run).of(record).by == "judge"
+    # Marked again by hand: a person's mark, counted.
+    GradeStore(run).mark(str(record["id"]), record.get("checkpoint"), "correct",
+                         answer_key(record))
+    assert GradeStore(run).of(record).by is None
 
 
 def test_constant_judge_cli_kappa_zero_and_score_threshold(run_cli, tmp_path):

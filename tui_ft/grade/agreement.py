@@ -99,8 +99,14 @@ def agreement(run: Run, *, prompt: str | None = None, model: str | None = None) 
     kind = last.get("kind", "verdict")
     pairs_verdict: list[tuple[bool, bool]] = []
     scored: list[tuple[int, bool]] = []
+    taken = 0
     for record in responses:
-        human = grades.of(record).grade
+        mark = grades.of(record)
+        if mark.by == "judge" and mark.grade is not None:
+            # The judge's own verdict taken as the mark: agreeing with itself.
+            taken += 1
+            continue
+        human = mark.grade
         entry = store.get(record, judge)
         if human is None or entry is None or entry.get("error") or entry.get("unparseable"):
             continue
@@ -129,7 +135,9 @@ def agreement(run: Run, *, prompt: str | None = None, model: str | None = None) 
            "baseline_accuracy": max(table.base_rate, 1 - table.base_rate),
            "baseline_label": majority,
            "judge_pass_rate": (table.jc_hc + table.jc_hw) / table.n,
-           "prompt": last.get("prompt"), "model": last.get("model"), "kind": kind}
+           "prompt": last.get("prompt"), "model": last.get("model"), "kind": kind,
+           # Marks taken from the judge (the Grading screen's v), left out of n.
+           "taken_from_judge": taken}
     if kind == "score":
         out["threshold"] = threshold
     return out

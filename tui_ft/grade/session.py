@@ -286,7 +286,7 @@ class GradingSession:
 
     # -- marking -----------------------------------------------------------------------
 
-    def mark(self, value: str | None) -> bool:
+    def mark(self, value: str | None, by: str | None = None) -> bool:
         """Mark the response in front correct, wrong or (None) ungraded, other sessions'
         grades read first; with auto-advance on, a mark moves on. Returns what
         advance_after_mark said (True when it did not move). GradeError when the
@@ -296,7 +296,7 @@ class GradingSession:
             return True
         self.store.refresh()
         self.store.mark(str(record.get("id")), record.get("checkpoint"), value,
-                        answer=answer_key(record))
+                        answer=answer_key(record), by=by)
         if value is not None and self.auto_advance:
             return self.advance_after_mark()
         return True

@@ -34,6 +34,9 @@ class Grade:
     # A mark (or note) of an earlier answer to this record, kept in the journal but
     # not applied to the answer shown now: what it was, e.g. "correct".
     stale: str | None = None
+    # "judge": the person took the LLM judge's verdict as the mark (the Grading
+    # screen's v); not an independent mark, so agreement leaves it out.
+    by: str | None = None
 
 
 def _key(response_id: str, checkpoint: str | None) -> tuple[str, str]:
@@ -79,6 +82,7 @@ class GradeStore:
             if value not in GRADES and value is not None:
                 raise ValueError(value)
             grade.grade = value
+            grade.by = entry["by"] if isinstance(entry.get("by"), str) else None
             # A cleared grade has no time of grading (an export says "ungraded", null).
             grade.graded_at = entry.get("at") if value is not None else None
         if "note" in entry:
@@ -124,13 +128,15 @@ class GradeStore:
         self.refresh()
 
     def mark(self, response_id: str, checkpoint: str | None, grade: str | None,
-             answer: str | None = None) -> Grade:
+             answer: str | None = None, by: str | None = None) -> Grade:
         """Record `grade` (correct, wrong, or None to clear) on disk, then return it.
-        `answer`: the answer_key of the answer judged."""
+        `answer`: the answer_key of the answer judged; `by`: "judge" when the mark is
+        the LLM judge's verdict taken as it is."""
         if grade is not None and grade not in GRADES:
             raise GradeError(f"unknown grade {grade!r} (expected correct or wrong)")
         self._append({"id": response_id, "checkpoint": checkpoint, "grade": grade,
                       **({"answer": answer} if answer else {}),
+                      **({"by": by} if by else {}),
                       "at": now_iso(), "session": self.session})
         return self.get(response_id, checkpoint, answer)
 

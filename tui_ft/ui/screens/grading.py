@@ -252,12 +252,12 @@ class GradingScreen(ResponseGeneration, ScreenJudge, Screen):
     def action_grade(self, value: str) -> None:
         self._grade(value)
 
-    def _grade(self, value: str, done: str = "") -> None:
+    def _grade(self, value: str, done: str = "", by: str | None = None) -> None:
         """The one way a mark is made (c, w, u and v): journal first, then shown."""
         if self.current is None or self.store is None:
             return
         try:
-            moved = self.session.mark(None if value == "clear" else value)
+            moved = self.session.mark(None if value == "clear" else value, by=by)
         except GradeError as exc:
             self._say(str(exc), error=True)
             return
@@ -276,7 +276,8 @@ class GradingScreen(ResponseGeneration, ScreenJudge, Screen):
             self._say(f"the judge's word cannot be taken as the mark: {said.why_not}")
             return
         self._grade(said.verdict,
-                    f"id {record.get('id')} marked {said.verdict}, as the judge said")
+                    f"id {record.get('id')} marked {said.verdict}, as the judge said",
+                    by="judge")
 
     def _step(self, direction: int) -> None:
         self._say("")
