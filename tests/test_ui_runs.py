@@ -50,8 +50,8 @@ async def test_runs_screen_compares_two_runs_and_opens_one(isolated_dirs):
         cells = [[str(c) for c in table.get_row_at(i)] for i in range(2)]
         names = {row[1] for row in cells}
         assert names == {"fast-[bold]lr", "slow-lr"}  # markup shown literally
-        assert {row[6] for row in cells} == {"2.4000 loss", "3.0000 loss"}
-        assert {row[3] for row in cells} == {"instructions.jsonl"}
+        assert {row[6] for row in cells} == {"2.400 loss", "3.000 loss"}
+        assert {row[3] for row in cells} == {"instructi\u2026"}  # cut to fit 80 columns
         compare = screen.query_one("#runs-compare")
         assert not compare.has_class("shown")
         await pilot.press("space", "down", "space")

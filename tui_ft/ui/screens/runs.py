@@ -38,8 +38,10 @@ def summary_cells(row: dict, marked: bool) -> tuple:
     """One table row (untrusted names made visible)."""
     metric = row["best_metric"]
     label = metric_label(row["metric_for_best_model"]).removeprefix("val ")
-    best = f"{metric:.4f} {label}" if isinstance(metric, (int, float)) else "-"
+    best = f"{metric:.3f} {label}" if isinstance(metric, (int, float)) else "-"
     dataset = (row["dataset"] or "?").rstrip("/").rsplit("/", 1)[-1]
+    if len(dataset) > 10:  # every column fits 80 columns with a short run name
+        dataset = dataset[:9] + "\u2026"
     return (MARK if marked else "", visible(row["run"], keep_newlines=False),
             visible(row["model"] or "?", keep_newlines=False),
             visible(dataset, keep_newlines=False), row["state"],
