@@ -27,6 +27,7 @@ from ...grade.judge import (API_KEY_ENVS, EXTRA_HINT, JudgeError, JudgeSettings,
                             JudgeStopped, judge_run, load_prompt, read_api_key)
 from ...runfolder import Run
 from ...settings import load_settings, save_setting
+from ..widgets.grade_pickers import dialog_css
 from ..widgets.response_view import shown
 
 SETTING = "judge"  # settings.yaml key: {base_url, model, prompt, concurrency}
@@ -75,19 +76,7 @@ def key_source(key_file: str) -> str:
 class JudgeDialog(ModalScreen):
     """Ask for the judge's server; dismisses with JudgeSettings, or None on Escape."""
 
-    DEFAULT_CSS = """
-    JudgeDialog {
-        align: center middle;
-    }
-    JudgeDialog > Vertical {
-        width: 90%;
-        max-width: 100;
-        height: auto;
-        max-height: 90%;
-        border: round $primary;
-        background: $surface;
-        padding: 0 1;
-    }
+    DEFAULT_CSS = dialog_css("JudgeDialog") + """
     JudgeDialog .judge-field {
         height: 1;
     }

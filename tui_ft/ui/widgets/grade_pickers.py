@@ -40,7 +40,10 @@ def generation_problems(config: dict, texts: dict[str, str]) -> tuple[dict, dict
     values, problems = check({**config, **texts})
     return values, {p.key: p.reason for p in problems if p.key in texts}
 
-_PICKER_CSS = """
+def dialog_css(name: str) -> str:
+    """The frame every dialog of the Grading screen has: centred, a bordered column
+    at most 100 wide (the pickers here, the judge's server dialog)."""
+    return f"""
 {name} {{
     align: center middle;
 }}
@@ -53,6 +56,10 @@ _PICKER_CSS = """
     background: $surface;
     padding: 0 1;
 }}
+"""
+
+
+_PICKER_CSS = """
 {name} OptionList, {name} OptionList:focus {{
     height: auto;
     max-height: 16;
@@ -106,7 +113,7 @@ def describe_run(run: Run) -> Text:
 class RunPicker(ModalScreen):
     """Choose a run; dismisses with the Run, or None on Escape."""
 
-    DEFAULT_CSS = _PICKER_CSS.format(name="RunPicker")
+    DEFAULT_CSS = dialog_css("RunPicker") + _PICKER_CSS.format(name="RunPicker")
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, runs: list[Run], where: str) -> None:
@@ -159,7 +166,7 @@ class CheckpointPicker(ModalScreen):
     """Choose the checkpoint that answers the test set and the generation settings
     (the run's by default); dismisses with a GenerateRequest, or None on Escape."""
 
-    DEFAULT_CSS = _PICKER_CSS.format(name="CheckpointPicker")
+    DEFAULT_CSS = dialog_css("CheckpointPicker") + _PICKER_CSS.format(name="CheckpointPicker")
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, run: Run, warning: str = "", config: dict | None = None) -> None:
