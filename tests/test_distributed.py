@@ -277,3 +277,24 @@ def test_lora_trains_the_same_on_two_ranks(tmp_path):
     assert_same_losses(one, two)
     last = two.checkpoints()[-1].path
     assert (last / "adapter.safetensors").is_file() and not (last / "model.safetensors").exists()
+
+
+def test_the_rank_killed_by_a_signal_is_named_even_when_noticed_after_its_peer():
+    """torchrun's 'first failure' is the first it noticed; a peer of a killed rank
+    fails in its next collective and can be noticed first (seen once in a full suite:
+    the run named rank 0). The rank killed by a signal is the cause."""
+    from torch.distributed.elastic.multiprocessing.errors import (ChildFailedError,
+                                                                  ProcessFailure)
+
+    from tui_ft.runs.launch import _cause
+
+    peer = ProcessFailure(local_rank=0, pid=100, exitcode=1, error_file="<N/A>")
+    killed = ProcessFailure(local_rank=1, pid=101, exitcode=-signal.SIGKILL,
+                            error_file="<N/A>")
+    peer.timestamp, killed.timestamp = 1000, 1001
+    rank, failure = _cause(ChildFailedError("worker", {0: peer, 1: killed}))
+    assert (rank, failure.pid) == (1, 101)
+    # No rank was killed: torchrun's first failure.
+    other = ProcessFailure(local_rank=1, pid=101, exitcode=2, error_file="<N/A>")
+    other.timestamp = 1001
+    assert _cause(ChildFailedError("worker", {0: peer, 1: other}))[0] == 0

@@ -74,11 +74,24 @@ def run_distributed(run: Run, launch: Launch, *, resume: Path | None = None) -> 
     try:
         torchrun(args)
     except ChildFailedError as exc:
-        rank, failure = exc.get_first_failure()
+        rank, failure = _cause(exc)
         if launch.node_rank == 0:
             _record_rank_failure(run, rank, failure)
         return "failed"
     return run.read_status().get("state", "unknown")
+
+
+def _cause(exc) -> tuple[int, object]:
+    """The rank that ended the run. torchrun's first failure is the first it noticed,
+    and a rank whose peer was killed fails at once in its next collective, so both
+    can be noticed in one poll: a rank killed by a signal is the cause before one
+    that exited with an error."""
+    killed = [(f.timestamp, rank, f) for rank, f in exc.failures.items()
+              if f.exitcode is not None and f.exitcode < 0]
+    if killed:
+        _, rank, failure = min(killed, key=lambda k: (k[0], k[1]))
+        return rank, failure
+    return exc.get_first_failure()
 
 
 def _record_rank_failure(run: Run, rank: int, failure) -> None:
