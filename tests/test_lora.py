@@ -147,21 +147,10 @@ def test_a_lora_run_saves_adapters_resumes_exactly_and_answers(tmp_path, run_cli
     assert "PeftModel.from_pretrained" in proc.stdout
 
 
-def test_8bit_options_say_what_they_need(tmp_path):
-    """bitsandbytes' 8-bit AdamW and int8 base are CUDA-only: on this machine (and any
-    without bitsandbytes) they are refused with what to do, before any training."""
-    reasons = {p.key: p.reason for p in check({"optim": "adamw_bnb_8bit", "device": "cpu"})[1]}
-    assert "need a CUDA device" in reasons["optim"]
+def test_an_int8_base_is_for_lora():
+    """(What the 8-bit options need, and their runs: tests/test_bnb.py.)"""
     reasons = {p.key: p.reason for p in check({"load_in_8bit": True})[1]}
     assert "it is for LoRA (set lora_r)" in reasons["load_in_8bit"]
-    config = word_task_config(tmp_path, "bnb", n_train=4, max_steps=1, device="auto",
-                              optim="adamw_bnb_8bit")
-    run, _ = prepare_run(TrainConfig.from_dict(config))
-    from tui_ft.errors import TuiFtError
-
-    with pytest.raises(TuiFtError, match="adamw_bnb_8bit"):
-        run_in_process(run)
-    assert "adamw_bnb_8bit" in run.read_status()["error"]
 
 
 def test_int8_generation_of_a_lora_model_merges_it_first():

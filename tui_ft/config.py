@@ -94,8 +94,8 @@ class TrainConfig:
                              "training.", float, minimum=0.0, maximum=1.0)
     load_in_8bit: bool = _p(False, "model",
                             "With LoRA: hold the frozen base's block weights in int8 "
-                            "(bitsandbytes, CUDA, pip install \"tui-ft[bnb]\"): about a "
-                            "quarter of their memory.")
+                            "(bitsandbytes, pip install \"tui-ft[bnb]\"; CUDA, or the CPU "
+                            "from bitsandbytes 0.46): about a quarter of their memory.")
     lora_target_modules: list = _p(["c_attn"], "model",
                                    "Layers of each block that get adapters: c_attn, "
                                    "c_proj, c_fc, attn.c_proj, mlp.c_proj, or attention, "
@@ -166,7 +166,8 @@ class TrainConfig:
     optim: str = _p("adamw_torch", "optimisation",
                     "The optimizer: adamw_torch (fused where the device has it), or "
                     "adamw_bnb_8bit (bitsandbytes' 8-bit AdamW: its state takes a "
-                    "quarter of the memory; CUDA, pip install \"tui-ft[bnb]\").",
+                    "quarter of the memory; pip install \"tui-ft[bnb]\"; CUDA, or the "
+                    "CPU from bitsandbytes 0.50).",
                     choices=("adamw_torch", "adamw_bnb_8bit"))
     nproc_per_node: int = _p(1, "optimisation",
                              "Processes (one per GPU) training this run together under "
@@ -616,11 +617,18 @@ def _cross_checks(c: dict, given: set, styles: Collection[str], recorded: bool =
         out.append(Problem("load_in_8bit", True, "an int8 base cannot be trained: it is "
                            "for LoRA (set lora_r); for full fine-tuning, optim: "
                            "adamw_bnb_8bit saves the optimizer's memory"))
-    for key, on in (("optim", c["optim"] == "adamw_bnb_8bit"),
-                    ("load_in_8bit", c["load_in_8bit"])):
-        if on and c["device"] == "cpu":
-            out.append(Problem(key, c[key], "bitsandbytes' 8-bit kernels need a CUDA "
-                               "device"))
+    if not recorded:
+        # Said while the config is written; whether bitsandbytes runs the operation on
+        # the run's device is probed when the run starts (model/bnb.py). A run that
+        # exists still answers and exports without it: neither needs 8-bit kernels.
+        wanted = [key for key, on in (("optim", c["optim"] == "adamw_bnb_8bit"),
+                                      ("load_in_8bit", c["load_in_8bit"])) if on]
+        if wanted:
+            from .model import bnb
+
+            if not bnb.installed():
+                out.extend(Problem(key, c[key], f"needs bitsandbytes: {bnb.INSTALL}")
+                           for key in wanted)
     if c["lora_r"]:
         from .model.lora import LoraError, expand_targets
 

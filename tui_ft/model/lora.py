@@ -106,6 +106,7 @@ def _add_update(module, args, output):
 def add_lora(model, settings: LoraSettings):
     """Freeze `model` and give each target layer a LoRA adapter (in place). A model
     that has adapters already is refused."""
+    import torch
     from torch import nn
 
     if has_lora(model):
@@ -114,6 +115,8 @@ def add_lora(model, settings: LoraSettings):
         p.requires_grad_(False)
     for _, linear in _adapted(model, settings.targets):
         device, dtype = linear.weight.device, linear.weight.dtype
+        if not dtype.is_floating_point:  # an int8 base (load_in_8bit): adapters in fp32
+            dtype = torch.float32
         linear.lora_A = nn.Linear(linear.in_features, settings.r, bias=False,
                                   device=device, dtype=dtype)
         linear.lora_B = nn.Linear(settings.r, linear.out_features, bias=False,

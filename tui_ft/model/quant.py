@@ -119,33 +119,20 @@ def is_quantized(model: nn.Module) -> bool:
 def bnb_int8_base(model: nn.Module) -> nn.Module:
     """The blocks' Linear layers as bitsandbytes' Linear8bitLt (LLM.int8(): int8
     weights, outliers in 16 bits), frozen, in place: the base of a LoRA run in about
-    a quarter of its fp32 memory (Hugging Face's load_in_8bit). CUDA only; adapters are
-    added on top afterwards (lora.add_lora), in full precision."""
-    from ..errors import TrainingError
+    a quarter of its fp32 memory (Hugging Face's load_in_8bit). On CUDA, and on the
+    CPU with a recent bitsandbytes (model/bnb.py checks which); adapters are added on
+    top afterwards (lora.add_lora), in full precision."""
+    from . import bnb as bnb_support
     from .lora import move_adapter
 
-    try:
-        import bitsandbytes as bnb
-    except ImportError:
-        raise TrainingError('load_in_8bit needs bitsandbytes: pip install "tui-ft[bnb]" '
-                            "(CUDA only)") from None
     device = next(model.parameters()).device
-    if device.type != "cuda":
-        raise TrainingError(f"load_in_8bit runs on CUDA; this run trains on {device.type}")
+    bnb = bnb_support.require("int8", device)
     with torch.no_grad():
         for parent in model.h.modules():
             for name, child in list(parent.named_children()):
                 if child.__class__ is not nn.Linear or name.startswith("lora_"):
                     continue  # the adapters' own layers stay in full precision
-                q = bnb.nn.Linear8bitLt(child.in_features, child.out_features,
-                                        bias=child.bias is not None,
-                                        has_fp16_weights=False, threshold=6.0)
-                q.weight = bnb.nn.Int8Params(child.weight.data.to(torch.float16).cpu(),
-                                             requires_grad=False, has_fp16_weights=False)
-                if child.bias is not None:
-                    q.bias = nn.Parameter(child.bias.data.to(torch.float16).cpu(),
-                                          requires_grad=False)
-                q = q.to(device)  # moving to CUDA quantizes
+                q = bnb_support.int8_linear(bnb, child, device)
                 move_adapter(child, q)  # a resumed LoRA run's adapter comes along
                 setattr(parent, name, q)
     return model

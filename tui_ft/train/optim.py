@@ -9,7 +9,6 @@ from typing import Callable
 import torch
 
 from ..config import TrainConfig
-from ..errors import TrainingError
 
 
 def lr_lambda(kind: str, warmup: int, total: int) -> Callable[[int], float]:
@@ -50,14 +49,12 @@ def adamw(groups: list[dict], c: TrainConfig) -> torch.optim.AdamW:
         return torch.optim.AdamW(groups, **kwargs)
 
 
-def adamw_8bit(groups: list[dict], c: TrainConfig):
+def adamw_8bit(groups: list[dict], c: TrainConfig, device: torch.device):
     """bitsandbytes' 8-bit AdamW (Hugging Face's optim="adamw_bnb_8bit"): its two
     moments in 8 bits with block-wise scales, a quarter of AdamW's state."""
-    try:
-        import bitsandbytes as bnb
-    except ImportError:
-        raise TrainingError('optim: adamw_bnb_8bit needs bitsandbytes: pip install '
-                            '"tui-ft[bnb]" (CUDA only), or use optim: adamw_torch') from None
+    from ..model.bnb import require
+
+    bnb = require("adamw8bit", device)
     return bnb.optim.AdamW8bit(groups, lr=c.learning_rate, betas=(c.adam_beta1, c.adam_beta2),
                                eps=c.adam_epsilon)
 
@@ -68,11 +65,7 @@ def build_optimization(model: torch.nn.Module, c: TrainConfig, total_steps: int)
     warmup = c.warmup_steps or math.ceil(c.warmup_ratio * total_steps)
     groups = param_groups(model, c.weight_decay)
     if c.optim == "adamw_bnb_8bit":
-        device = next(model.parameters()).device
-        if device.type != "cuda":
-            raise TrainingError(f"optim: adamw_bnb_8bit runs on CUDA; this run trains on "
-                                f"{device.type}: use optim: adamw_torch")
-        optimizer = adamw_8bit(groups, c)
+        optimizer = adamw_8bit(groups, c, next(model.parameters()).device)
     else:
         optimizer = adamw(groups, c)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
