@@ -1,6 +1,8 @@
-"""Full fine-tuning against LoRA (and LoRA on an int8 base, CUDA) for one model shape:
-peak memory, tokens/s and the validation loss after the same steps, each variant a
-training run of its own in its own process (`python -m tui_ft.runs.worker RUN`).
+"""Full fine-tuning (with AdamW, and with bitsandbytes' 8-bit AdamW) against LoRA
+(and LoRA on a bitsandbytes int8 base) for one model shape: peak memory, tokens/s and
+the validation loss after the same steps, each variant a training run of its own in
+its own process (`python -m tui_ft.runs.worker RUN`). The 8-bit variants need
+`pip install "tui-ft[bnb]"`; bitsandbytes 0.50 runs them on the CPU too.
 
 Peak memory is the process's peak resident set on the CPU (its rusage, so the
 interpreter and torch count too), torch's peak allocated on CUDA. Without network
@@ -10,7 +12,7 @@ the losses then say only that every variant trains).
 
     python benchmarks/lora_memory.py --model gpt2-medium --random --max-steps 8  # CPU
     python benchmarks/lora_memory.py --model gpt2-medium --device cuda --bf16 \\
-        --max-steps 100 --variants full,lora,lora8                                  # GPU
+        --max-steps 100 --variants full,adam8,lora,lora8                            # GPU
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from train_throughput import machine_line  # noqa: E402
 
 VARIANTS = {
     "full": {},
+    "adam8": {"optim": "adamw_bnb_8bit"},
     "lora": {"lora_r": 16, "lora_alpha": 32.0, "lora_target_modules": ["c_attn"]},
     "lora8": {"lora_r": 16, "lora_alpha": 32.0, "lora_target_modules": ["c_attn"],
               "load_in_8bit": True},
@@ -77,7 +80,7 @@ def run_variant(name: str, args, source: str, work: Path) -> dict:
         "eval_steps": args.max_steps, "save_strategy": "no",
         "load_best_model_at_end": False, "per_device_train_batch_size": args.batch,
         "max_length": args.max_length, "bf16": args.bf16,
-        "learning_rate": 2e-4 if name != "full" else 5e-5, "split_ratios": [0.9, 0.05, 0.05],
+        "learning_rate": 2e-4 if "lora_r" in VARIANTS[name] else 5e-5, "split_ratios": [0.9, 0.05, 0.05],
         "output_dir": str(folder), **VARIANTS[name]}).save(folder / "config.yaml")
     peak_file = folder / "peaks.json"
     started = time.perf_counter()
@@ -115,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="gpt2-medium")
     parser.add_argument("--random", action="store_true",
                         help="the preset's shape with random weights (no download)")
-    parser.add_argument("--variants", default="full,lora")
+    parser.add_argument("--variants", default="full,adam8,lora,lora8")
     parser.add_argument("--dataset", default=str(ROOT.parent / "shared" / "data" /
                                                  "instruction-data.json"))
     parser.add_argument("--device", default="cpu")
@@ -129,10 +132,6 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         source = random_weights(args.model, work / "base") if args.random else args.model
         for name in args.variants.split(","):
-            if name == "lora8" and args.device == "cpu":
-                print(json.dumps({"benchmark": "lora_memory", "variant": name,
-                                  "skipped": "an int8 base needs CUDA (bitsandbytes)"}))
-                continue
             print(json.dumps(run_variant(name, args, source, work)), flush=True)
     return 0
 
