@@ -16,7 +16,8 @@ import torch
 from tui_ft.config import TrainConfig, check
 from tui_ft.errors import TrainingError, TuiFtError
 from tui_ft.model import bnb as bnb_support
-from tui_ft.model.lora import LoraSettings, add_lora, expand_targets, lora_state_dict
+from tui_ft.model.lora import (LoraSettings, add_lora, adapter_tensor_sizes, expand_targets,
+                               lora_state_dict)
 from tui_ft.model.weights import load_model
 from tui_ft.runs.jobs import prepare_run
 from tui_ft.runs.worker import run_in_process
@@ -158,3 +159,35 @@ def test_8bit_adamw_learns_as_adamw_does_keeps_8bit_state_and_resumes_exactly(tm
     proc = run_cli("train", "--resume", eight.path, "--checkpoint", "4", timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert _losses(eight) == pytest.approx(losses, abs=1e-6)
+
+
+@needs_bnb
+@pytest.mark.parametrize("lora", [False, True])
+def test_the_memory_estimate_counts_8bit_adamw_state_as_bitsandbytes_holds_it(lora):
+    """The estimate's optimizer part for optim: adamw_bnb_8bit against the bytes of
+    the real optimizer's state after a step, for full fine-tuning and for LoRA."""
+    from tui_ft.model.memory import estimate_memory
+    from tui_ft.train.optim import adamw_8bit, param_groups
+
+    model, _ = load_model("tiny")
+    trainable = None
+    if lora:
+        add_lora(model, LoraSettings(r=8, alpha=16.0, targets=expand_targets(("all",)),
+                                     base="tiny"))
+        trainable = adapter_tensor_sizes(model.config, 8, ["all"])
+        assert sum(trainable) == sum(p.numel() for p in model.parameters() if p.requires_grad)
+    optimizer = adamw_8bit(param_groups(model, 0.0), TrainConfig(), torch.device("cpu"))
+    model(IDS).float().logsumexp(-1).sum().backward()
+    optimizer.step()
+    held = sum(t.numel() * t.element_size() for s in optimizer.state.values()
+               for t in s.get("__bnb_optimizer_quant_state__", s).values()
+               if torch.is_tensor(t) and t.dim() > 0 and t.numel() > 256)  # not the qmaps
+    estimate = estimate_memory(model.config, precision="fp32", batch_size=1, seq_len=12,
+                               optimizer="adamw_8bit", device_type="cpu",
+                               trainable=trainable)
+    assert abs(estimate.optimizer - held) < 0.1 * held, (estimate.optimizer, held)
+    full = estimate_memory(model.config, precision="fp32", batch_size=1, seq_len=12,
+                           device_type="cpu", trainable=trainable)
+    # A quarter and a bit; the tiny model's adapters are mostly under 4096 elements,
+    # and those keep 32-bit moments.
+    assert estimate.optimizer < (0.7 if lora else 0.3) * full.optimizer

@@ -81,12 +81,17 @@ _SHAPES = {"attn.c_attn": (1, 3), "attn.c_proj": (1, 1), "mlp.c_fc": (1, 4),
            "mlp.c_proj": (4, 1)}
 
 
+def adapter_tensor_sizes(config, r: int, targets) -> list[int]:
+    """The element count of each adapter tensor for a model shape (no torch): A is
+    r x in, B is out x r, per adapted layer and block."""
+    d = config.n_embd
+    return config.n_layer * [r * d * n for t in expand_targets(targets) for n in _SHAPES[t]]
+
+
 def adapter_parameters(config, r: int, targets) -> int:
     """The adapters' parameter count for a model shape (no torch): r x (in + out) per
     adapted layer and block."""
-    d = config.n_embd
-    return config.n_layer * sum(r * d * (a + b) for a, b in
-                                (_SHAPES[t] for t in expand_targets(targets)))
+    return sum(adapter_tensor_sizes(config, r, targets))
 
 
 def _adapted(model, targets):

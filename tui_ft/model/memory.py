@@ -3,12 +3,19 @@ optimizer state, activations, KV cache); plain arithmetic, no torch, cheap to ca
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..text import format_bytes
 from .precision import PrecisionError, parse_precision
 
-OPTIMIZER_BYTES_PER_PARAM = {"adamw": 8, "adam": 8, "sgd": 4}  # exp_avg + exp_avg_sq; momentum
+# exp_avg + exp_avg_sq; momentum; "adamw_8bit" is bitsandbytes' 8-bit AdamW
+# (optim: adamw_bnb_8bit): both moments one byte each, plus an fp32 scale per block of
+# ADAMW_8BIT_BLOCK values of each; tensors under ADAMW_8BIT_MIN_SIZE elements keep
+# 32-bit moments (its defaults), which LoRA's small adapters often are.
+OPTIMIZER_BYTES_PER_PARAM = {"adamw": 8, "adam": 8, "sgd": 4, "adamw_8bit": 2}
+ADAMW_8BIT_BLOCK = 2048
+ADAMW_8BIT_MIN_SIZE = 4096
 # How the training step computes its loss: "chunked" is the Trainer's (hidden states,
 # then tui_ft.model.loss.lm_loss_sum over the labelled positions); "plain" is
 # logits = model(ids), then F.cross_entropy(logits.float(), ...), with the loop holding
@@ -130,12 +137,33 @@ def _loss_chunk_workspace(c: int, V: int, d: int, act: int, *, softmax_copy: boo
     return max(moments)
 
 
+def _model_tensor_sizes(config) -> list[int]:
+    """The element count of each of the model's parameter tensors (the output layer is
+    the token embedding's)."""
+    d, V, C = config.n_embd, config.vocab_size, config.context_length
+    block = [d, d, 3 * d * d, 3 * d, d * d, d, d, d, 4 * d * d, 4 * d, 4 * d * d, d]
+    return [V * d, C * d, d, d] + config.n_layer * block
+
+
+def _optimizer_bytes(optimizer: str, sizes: list[int]) -> int:
+    """The optimizer's state for parameter tensors of `sizes` elements."""
+    if optimizer != "adamw_8bit":
+        return OPTIMIZER_BYTES_PER_PARAM[optimizer] * sum(sizes)
+    total = 0
+    for n in sizes:
+        if n < ADAMW_8BIT_MIN_SIZE:
+            total += 8 * n
+        else:
+            total += 2 * n + 2 * _FP32 * -(-n // ADAMW_8BIT_BLOCK)
+    return total
+
+
 def estimate_memory(config, *, precision: str, batch_size: int, seq_len: int,
                     training: bool = True, activation_checkpointing: bool = False,
                     optimizer: str = "adamw", gradient_accumulation_steps: int = 1,
                     device_type: str = "cuda", loss: str = "chunked",
                     chunk: int = LOSS_CHUNK, targets: int | None = None,
-                    shards: int = 1, trainable: int | None = None,
+                    shards: int = 1, trainable: int | Sequence[int] | None = None,
                     int8_base: bool = False) -> MemoryEstimate:
     """Memory of one training step (forward, backward, gradient clipping, optimizer
     step) or of generation, for a GPTConfig-like `config` (vocab_size, context_length,
@@ -195,7 +223,8 @@ def estimate_memory(config, *, precision: str, batch_size: int, seq_len: int,
     checked against a GPU's memory timeline. DDP (shards 1) holds what one process
     holds (its gradient buckets are views of the gradients).
 
-    `trainable` is LoRA's (lora.adapter_parameters): the adapters' weights on top of
+    `trainable` is LoRA's, the adapters' tensor sizes (lora.adapter_tensor_sizes; their
+    sum, lora.adapter_parameters, will do but for 8-bit AdamW): their weights on top of
     the frozen model's, and gradients and AdamW state for them alone; `int8_base`
     holds the blocks' Linear weights in int8 (bitsandbytes, one byte each and a scale
     per row). The activations stay: the backward pass still goes through every layer
@@ -252,16 +281,19 @@ def estimate_memory(config, *, precision: str, batch_size: int, seq_len: int,
 
     weights = _FP32 * n_params
     gradients = _FP32 * n_params
-    optimizer_bytes = OPTIMIZER_BYTES_PER_PARAM[opt] * n_params
+    optimizer_bytes = _optimizer_bytes(opt, _model_tensor_sizes(config)) \
+        if opt == "adamw_8bit" else _optimizer_bytes(opt, [n_params])
     if opt in ("adam", "adamw"):
         optimizer_bytes += _FP32 * _param_tensors(L)  # the per-tensor `step` counters
     if trainable is not None:
+        sizes = [trainable] if isinstance(trainable, int) else list(trainable)
+        trainable = sum(sizes)
         if int8_base:
             rows = L * (3 * d + d + 4 * d + d)  # output channels of the block Linears
             weights = _FP32 * (n_params - linear) + linear + 2 * rows
         weights += _FP32 * trainable
         gradients = _FP32 * trainable
-        optimizer_bytes = OPTIMIZER_BYTES_PER_PARAM[opt] * trainable
+        optimizer_bytes = _optimizer_bytes(opt, sizes)
     if shards > 1:
         root = V * d + config.context_length * d + 2 * d
         block = (n_params - root) // max(1, L)

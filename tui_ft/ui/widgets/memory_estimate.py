@@ -38,6 +38,7 @@ class EstimateRequest:
     lora_r: int | None = None
     lora_targets: tuple[str, ...] = ()
     load_in_8bit: bool = False
+    optim: str = "adamw_torch"
     invalid: tuple[str, ...] = ()
 
     @classmethod
@@ -56,6 +57,7 @@ class EstimateRequest:
                    lora_r=values.get("lora_r"),
                    lora_targets=tuple(values.get("lora_target_modules") or ()),
                    load_in_8bit=bool(values.get("load_in_8bit")),
+                   optim=values.get("optim") or "adamw_torch",
                    invalid=tuple(n for n in names if n in invalid))
 
 
@@ -113,10 +115,10 @@ def compute(request: EstimateRequest) -> EstimateResult:
                                      f"({shape.context_length}): training would refuse it")
     trainable = None
     if request.lora_r:
-        from ...model.lora import LoraError, adapter_parameters
+        from ...model.lora import LoraError, adapter_tensor_sizes
 
         try:
-            trainable = adapter_parameters(shape, request.lora_r, request.lora_targets)
+            trainable = adapter_tensor_sizes(shape, request.lora_r, request.lora_targets)
         except LoraError:
             trainable = None  # the form says what is wrong with the targets
 
@@ -128,7 +130,8 @@ def compute(request: EstimateRequest) -> EstimateResult:
             gradient_accumulation_steps=request.gradient_accumulation_steps,
             device_type="cpu" if request.device.strip().lower() == "cpu" else "cuda",
             shards=request.nproc_per_node if strategy == "fsdp" else 1,
-            trainable=trainable, int8_base=request.load_in_8bit and trainable is not None)
+            trainable=trainable, int8_base=request.load_in_8bit and trainable is not None,
+            optimizer="adamw_8bit" if request.optim == "adamw_bnb_8bit" else "adamw")
 
     try:
         estimate = per_device(request.distributed)
@@ -140,7 +143,7 @@ def compute(request: EstimateRequest) -> EstimateResult:
     except (ValueError, TypeError) as exc:
         return EstimateResult(request, label=label, is_error=True, reason=str(exc))
     return EstimateResult(request, label=label, estimate=estimate, other=other,
-                          trainable=trainable)
+                          trainable=None if trainable is None else sum(trainable))
 
 
 def _bytes(n: int) -> str:
@@ -259,6 +262,8 @@ class MemoryEstimatePanel(Static):
         if request.lora_r:
             extras += f" \u00b7 LoRA r{request.lora_r}" + (" int8" if request.load_in_8bit
                                                             else "")
+        if request.optim == "adamw_bnb_8bit":
+            extras += " \u00b7 adam8"
         if request.nproc_per_node > 1:
             # Per device: DDP holds a whole model on each, FSDP a share of it.
             extras += f" \u00b7 {request.distributed} \u00d7{request.nproc_per_node}"
