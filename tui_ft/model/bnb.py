@@ -35,16 +35,13 @@ def installed() -> bool:
 
 def load(op: str):
     """The bitsandbytes module, or a TrainingError that says how to install it."""
+    # It logs warnings that read like faults in a run's output: at import, about
+    # optional 4-bit CPU kernels we do not use; and at every int8 product of fp32
+    # inputs, that they are cast to fp16 (as LLM.int8() does by design), which once
+    # filled a 6-step run's output with ten identical lines. Its errors still show.
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     try:
-        # Its import logs a warning about optional 4-bit CPU kernels we do not use;
-        # in a run's log it would read like a fault.
-        quiet = logging.getLogger("bitsandbytes")
-        level = quiet.level
-        quiet.setLevel(logging.ERROR)
-        try:
-            import bitsandbytes
-        finally:
-            quiet.setLevel(level)
+        import bitsandbytes
     except ImportError:
         raise TrainingError(f"{WHAT[op]} needs bitsandbytes: {INSTALL}") from None
     return bitsandbytes
