@@ -191,3 +191,35 @@ def test_the_memory_estimate_counts_8bit_adamw_state_as_bitsandbytes_holds_it(lo
     # A quarter and a bit; the tiny model's adapters are mostly under 4096 elements,
     # and those keep 32-bit moments.
     assert estimate.optimizer < (0.7 if lora else 0.3) * full.optimizer
+
+
+def test_fsdp_refuses_8bit_adamw_in_the_config():
+    reasons = [p.reason for p in check({"optim": "adamw_bnb_8bit", "distributed": "fsdp",
+                                        "nproc_per_node": 2})[1]]
+    assert any("8-bit AdamW cannot step fsdp's sharded parameters: use ddp" in r
+               for r in reasons), reasons
+    assert not [p for p in check({"optim": "adamw_bnb_8bit", "distributed": "ddp",
+                                  "nproc_per_node": 2})[1] if p.key == "distributed"]
+
+
+@needs_bnb
+@pytest.mark.slow
+def test_a_plain_torchrun_under_fsdp_refuses_8bit_adamw_before_training(tmp_path):
+    """A plain torchrun launch need not say nproc_per_node, so the config check does
+    not see the world: every rank checks again once it knows it is under FSDP (before,
+    the first step failed inside bitsandbytes on FSDP's DTensors)."""
+    import os
+    import subprocess
+
+    config = word_task_config(tmp_path, "fsdp8", optim="adamw_bnb_8bit", distributed="fsdp")
+    run, _ = prepare_run(TrainConfig.from_dict(config))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("PYTHONWARNINGS", None)
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           "--nproc-per-node=2", "-m", "tui_ft.runs.worker", str(run.path)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode != 0
+    status = run.read_status()
+    assert status["state"] == "failed" and status["error"].startswith(
+        "distributed: fsdp: bitsandbytes' 8-bit AdamW cannot step"), status["error"]
+    assert not run.checkpoints()

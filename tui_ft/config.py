@@ -609,10 +609,8 @@ def _cross_checks(c: dict, given: set, styles: Collection[str], recorded: bool =
         out.append(Problem("split_ratios", c["split_ratios"],
                            "the validation share is 0 but eval_strategy is "
                            f"{c['eval_strategy']}: give it a share or a val_dataset"))
-    if (c["eval_exact_match"] or c["compute_metrics"]) and c["distributed"] == "fsdp" \
-            and c["nproc_per_node"] > 1:
-        out.append(Problem("distributed", "fsdp", "eval_exact_match and compute_metrics "
-                           "generate answers, which fsdp does not do yet: use ddp"))
+    if c["distributed"] == "fsdp" and c["nproc_per_node"] > 1:
+        out.extend(fsdp_problems(c))
     if c["load_in_8bit"] and not c["lora_r"]:
         out.append(Problem("load_in_8bit", True, "an int8 base cannot be trained: it is "
                            "for LoRA (set lora_r); for full fine-tuning, optim: "
@@ -637,9 +635,6 @@ def _cross_checks(c: dict, given: set, styles: Collection[str], recorded: bool =
         except LoraError as exc:
             out.append(Problem("lora_target_modules", c["lora_target_modules"],
                                str(exc).split(": ", 1)[1]))
-        if c["distributed"] == "fsdp" and c["nproc_per_node"] > 1:
-            out.append(Problem("distributed", "fsdp", "LoRA trains under ddp; fsdp "
-                               "shards a whole model and is not needed for adapters"))
     if c["compute_metrics"]:
         hook = resolve_data_path(c["compute_metrics"])
         if hook is None or not Path(hook).is_file():
@@ -669,6 +664,24 @@ def _cross_checks(c: dict, given: set, styles: Collection[str], recorded: bool =
                            f"{preset.context_length // 2}"))
     if c["max_steps"] == 0:
         out.append(Problem("max_steps", 0, "must be -1 (use epochs) or at least 1"))
+    return out
+
+
+def fsdp_problems(c: dict) -> list[Problem]:
+    """What distributed: fsdp cannot do with these values. Checked with the config
+    when it asks for several processes, and again by every rank that finds itself
+    under FSDP (a plain torchrun launch need not say nproc_per_node)."""
+    out = []
+    if c["eval_exact_match"] or c["compute_metrics"]:
+        out.append(Problem("distributed", "fsdp", "eval_exact_match and compute_metrics "
+                           "generate answers, which fsdp does not do yet: use ddp"))
+    if c["lora_r"]:
+        out.append(Problem("distributed", "fsdp", "LoRA trains under ddp; fsdp "
+                           "shards a whole model and is not needed for adapters"))
+    if c["optim"] == "adamw_bnb_8bit":
+        out.append(Problem("distributed", "fsdp", "bitsandbytes' 8-bit AdamW cannot "
+                           "step fsdp's sharded parameters: use ddp, or adamw_torch "
+                           "(fsdp shards its state already)"))
     return out
 
 

@@ -183,6 +183,13 @@ class Trainer:
         # FSDP: the whole model only on the CPU; sharding moves each rank's share to
         # its device (a model too big for one device is never whole on one).
         fsdp = world.distributed and c.distributed == "fsdp"
+        if fsdp:
+            from ..config import fsdp_problems
+
+            problems = fsdp_problems(c.to_dict())
+            if problems:
+                raise TrainingError("distributed: fsdp: " + "; ".join(p.reason
+                                                                       for p in problems))
         model, info = load_model(source, device=torch.device("cpu") if fsdp else device,
                                  runs=self.model_runs)
         if c.gradient_checkpointing:
@@ -274,7 +281,7 @@ class Trainer:
                                    eval_sums=(partial(self.parallel, evaluate=True)
                                               if fsdp else self._eval_sums),
                                    collate=self.collate, emit=self.emit, device=device,
-                                   world=world, lockstep=fsdp, answers=self._answers(fsdp))
+                                   world=world, lockstep=fsdp, answers=self._answers())
         try:
             final = self._loop(train, lengths, micro_per_epoch)
         except _StopRequested:
@@ -312,15 +319,12 @@ class Trainer:
         return {"r": settings.r, "alpha": settings.alpha, "targets": list(settings.targets),
                 "base": settings.base}
 
-    def _answers(self, fsdp: bool):
+    def _answers(self):
         """Greedy answers of the validation split at each evaluation, when the config
         asks for their metrics (eval_exact_match, compute_metrics)."""
         c = self.config
         if not (c.eval_exact_match or c.compute_metrics) or not self.val_records:
             return None
-        if fsdp:
-            raise TrainingError("eval_exact_match and compute_metrics generate answers, "
-                                "which distributed: fsdp does not do yet; use ddp")
         from .eval_answers import EvalAnswers
 
         return EvalAnswers(c, self.val_records, self.style,
