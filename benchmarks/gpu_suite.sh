@@ -5,15 +5,19 @@
 # Prepare once, here (both folders are git-ignored and travel with `carry`):
 #   mkdir -p .bench-data && cp ../shared/data/instruction-data.json .bench-data/
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
-#       --implementation cp --platform manylinux2014_x86_64 -d .whl platformdirs
+#       --implementation cp --platform manylinux_2_24_x86_64 -d .whl platformdirs \
+#       "bitsandbytes>=0.50"
 # Then, on the GPU machine (carry [".whl", ".bench-data"]):
 #   bash benchmarks/gpu_suite.sh tests      # tests/test_gpu.py + generation (< 10 min)
 #   bash benchmarks/gpu_suite.sh w1         # W1 gpt2-medium: HF Trainer, eager, compiled,
 #                                           # and fp32 (the loss-quality reference)
 #   bash benchmarks/gpu_suite.sh w2         # W2 gpt2-medium, >= 16k tokens a step; memory
+#   bash benchmarks/gpu_suite.sh lora       # full / 8-bit AdamW / LoRA / LoRA on int8
+#                                           # (gpt2-medium's shape, random weights)
 # The machine has torch, transformers, accelerate, pytest, tiktoken, safetensors,
-# pyyaml; tui-ft's engine needs platformdirs too (the wheel above); no textual (the
-# engine never imports it).
+# pyyaml; tui-ft's engine needs platformdirs too, and the 8-bit tests and variants
+# bitsandbytes (the wheels above, 43 MB of carry's 64); no textual (the engine never
+# imports it).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/gpu-out}"
@@ -52,8 +56,13 @@ w2)
         --precisions fp32,bf16 --batch 8 --seq-len 512 --out "$OUT/memory.jsonl" \
         2> "$OUT/memory.err"
     ;;
+lora)
+    timeout 560 python3 benchmarks/lora_memory.py --device cuda --bf16 --model gpt2-medium \
+        --random --max-steps 100 --variants full,adam8,lora,lora8 --dataset "$DATA" 2>&1 \
+        | tee "$OUT/lora_memory.jsonl"
+    ;;
 *)
-    echo "usage: $0 tests|w1|w2" >&2
+    echo "usage: $0 tests|w1|w2|lora" >&2
     exit 2
     ;;
 esac
