@@ -56,6 +56,31 @@ def one_process(config: dict) -> Run:
     return run
 
 
+@pytest.fixture(scope="module")
+def one_process_once(tmp_path_factory):
+    """one_process, trained once per configuration in this module: the batch-8 run is
+    the reference of three tests, and the uneven-batch and packing runs are the same
+    for DDP and for FSDP. Each takes a python, a torch import and a training (5-10 s
+    on 2 cores). The key is the configuration less output_dir, with each data file it
+    names read for its content (the tests write their own copies)."""
+    done: dict[str, Run] = {}
+
+    def key_part(value):
+        if isinstance(value, str) and os.path.isfile(value):
+            return ("file", Path(value).read_text(encoding="utf-8"))
+        return value
+
+    def run(config: dict) -> Run:
+        key = json.dumps({k: key_part(v) for k, v in config.items() if k != "output_dir"},
+                         sort_keys=True)
+        if key not in done:
+            folder = tmp_path_factory.mktemp("one-process")
+            done[key] = one_process({**config, "output_dir": str(folder / "one")})
+        return done[key]
+
+    return run
+
+
 def torchrun(config: dict, nproc: int = 2) -> Run:
     """Launched by a plain torchrun, as Hugging Face users do: the worker reads RANK,
     WORLD_SIZE and LOCAL_RANK itself."""
@@ -88,8 +113,9 @@ def assert_same_losses(a: Run, b: Run) -> None:
 
 
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
-def test_two_ranks_of_batch_4_train_as_one_process_of_batch_8(tmp_path, strategy):
-    one = one_process(sample_config(tmp_path, "one"))
+def test_two_ranks_of_batch_4_train_as_one_process_of_batch_8(tmp_path, strategy,
+                                                              one_process_once):
+    one = one_process_once(sample_config(tmp_path, "one"))
     two = torchrun(sample_config(tmp_path, "two", per_device_train_batch_size=4,
                                  distributed=strategy))
     assert_same_losses(one, two)
@@ -107,8 +133,8 @@ def test_two_ranks_of_batch_4_train_as_one_process_of_batch_8(tmp_path, strategy
 
 
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
-def test_an_uneven_last_batch_and_accumulation_keep_the_one_process_losses(tmp_path,
-                                                                           strategy):
+def test_an_uneven_last_batch_and_accumulation_keep_the_one_process_losses(
+        tmp_path, strategy, one_process_once):
     """9 records in global batches of 4 (2 per rank): the last batch of each epoch has
     one record, so rank 1 runs a zero-weight batch there; 2 accumulation steps run the
     first micro-batch without DDP's gradient sync (no_sync). Evaluation over 5
@@ -116,8 +142,8 @@ def test_an_uneven_last_batch_and_accumulation_keep_the_one_process_losses(tmp_p
     common = {"n_train": 9, "gradient_accumulation_steps": 2, "max_steps": -1,
               "num_train_epochs": 3, "eval_strategy": "epoch",
               "per_device_eval_batch_size": 2}
-    one = one_process(word_task_config(tmp_path, "one", per_device_train_batch_size=4,
-                                       **common))
+    one = one_process_once(word_task_config(tmp_path, "one", per_device_train_batch_size=4,
+                                            **common))
     two = torchrun(word_task_config(tmp_path, "two", per_device_train_batch_size=2,
                                     distributed=strategy, **common))
     assert_same_losses(one, two)
@@ -196,14 +222,14 @@ def test_tui_ft_train_launches_torchrun_and_stop_reaches_every_rank(tmp_path, ru
 
 
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
-def test_packing_and_bf16_under_several_processes(tmp_path, strategy):
+def test_packing_and_bf16_under_several_processes(tmp_path, strategy, one_process_once):
     """Packed rows are what the global batch shares out; bf16 autocast runs inside
     DDP's and FSDP's forward. bf16 keeps 8 bits of mantissa and a batch of 2 rows
     is not computed as the same rows inside a batch of 4 (other kernels), so the
     tolerance is bf16's: 2e-2 on losses near 10 (measured: 7e-4)."""
     common = {"n_train": 16, "packing": True, "bf16": True, "max_steps": 4}
-    one = one_process(word_task_config(tmp_path, "one", per_device_train_batch_size=2,
-                                       **common))
+    one = one_process_once(word_task_config(tmp_path, "one", per_device_train_batch_size=2,
+                                            **common))
     two = torchrun(word_task_config(tmp_path, "two", per_device_train_batch_size=1,
                                     distributed=strategy, **common))
     la, lb = losses(one), losses(two)
@@ -213,7 +239,8 @@ def test_packing_and_bf16_under_several_processes(tmp_path, strategy):
     assert packing["rows"] >= 4
 
 
-def test_two_nodes_meet_at_a_rendezvous_and_train_as_one_run(tmp_path, run_cli):
+def test_two_nodes_meet_at_a_rendezvous_and_train_as_one_run(tmp_path, run_cli,
+                                                              one_process_once):
     """Two 'nodes' on this machine, each `tui-ft train ... --nnodes 2 --node-rank R
     --rdzv-endpoint localhost:PORT` with one process: node 1 waits for node 0's run
     folder, joins it, and the two ranks train as one process of the global batch."""
@@ -222,7 +249,7 @@ def test_two_nodes_meet_at_a_rendezvous_and_train_as_one_run(tmp_path, run_cli):
     with socket.socket() as s:
         s.bind(("localhost", 0))
         port = s.getsockname()[1]
-    reference = one_process(sample_config(tmp_path, "one"))
+    reference = one_process_once(sample_config(tmp_path, "one"))
     config = sample_config(tmp_path, "nodes", per_device_train_batch_size=4)
     path = tmp_path / "nodes.yaml"
     TrainConfig.from_dict(config).save(path)
