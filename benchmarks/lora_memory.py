@@ -80,7 +80,7 @@ def run_variant(name: str, args, source: str, work: Path) -> dict:
         "eval_steps": args.max_steps, "save_strategy": "no",
         "load_best_model_at_end": False, "per_device_train_batch_size": args.batch,
         "max_length": args.max_length, "bf16": args.bf16,
-        "learning_rate": 2e-4 if "lora_r" in VARIANTS[name] else 5e-5, "split_ratios": [0.9, 0.05, 0.05],
+        "learning_rate": args.lr_lora if "lora_r" in VARIANTS[name] else args.lr_full, "split_ratios": [0.9, 0.05, 0.05],
         "output_dir": str(folder), **VARIANTS[name]}).save(folder / "config.yaml")
     peak_file = folder / "peaks.json"
     started = time.perf_counter()
@@ -100,6 +100,7 @@ def run_variant(name: str, args, source: str, work: Path) -> dict:
     row = {"benchmark": "lora_memory", "variant": name, "model": args.model,
            "random_weights": args.random, "device": args.device, "bf16": args.bf16,
            "batch": args.batch, "max_length": args.max_length, "steps": len(steps),
+           "learning_rate": args.lr_lora if "lora_r" in VARIANTS[name] else args.lr_full,
            "parameters": start.get("parameters"),
            "trainable_parameters": start.get("trainable_parameters"),
            "tokens_per_s": round(statistics.median(m["tokens_per_s"] for m in steps[1:]
@@ -126,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--max-steps", type=int, default=8)
     parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--lr-full", type=float, default=5e-5,
+                        help="learning rate of full fine-tuning (full, adam8)")
+    parser.add_argument("--lr-lora", type=float, default=2e-4,
+                        help="learning rate of the LoRA variants (lora, lora8)")
     args = parser.parse_args(argv)
     print(json.dumps(machine_line(args.device, "lora_memory")), flush=True)
     with tempfile.TemporaryDirectory(prefix="tui-ft-lora-") as tmp:
