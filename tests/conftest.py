@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,18 @@ def pytest_xdist_auto_num_workers(config) -> int:
         return 0
     cpus = _usable_cpus()
     return min(cpus, MAX_WORKERS) if cpus > 1 else 0
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """In xdist workers, the files with the most slow tests come first (addopts turns
+    off xdist's own order, fewest files with the most tests first): a file of one long
+    test, such as the end-to-end training, handed out last kept one worker busy alone
+    for minutes at the end. Many small files last even out the two workers."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    slow = Counter(item.path for item in items if item.get_closest_marker("slow"))
+    first_seen = {path: i for i, path in enumerate(dict.fromkeys(i.path for i in items))}
+    items.sort(key=lambda item: (-slow[item.path], first_seen[item.path]))
 
 
 def pytest_configure(config) -> None:
