@@ -301,6 +301,28 @@ def test_lora_on_an_int8_base_learns(tmp_path):
 
 @pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is None,
                     reason="needs bitsandbytes (pip install tui-ft[bnb])")
+def test_an_int8_base_never_holds_the_fp32_base_on_the_gpu():
+    """load_in_8bit loads on the CPU and quantizes each layer on its way to CUDA: the
+    GPU's peak stays near the int8 model's size, far under the fp32 blocks'."""
+    from tui_ft.model.presets import get_preset
+    from tui_ft.model.quant import bnb_int8_base
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**get_preset("gpt2-medium").config_dict()))
+    linear = sum(m.weight.numel() for m in model.h.modules() if type(m) is torch.nn.Linear)
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
+    bnb_int8_base(model, CUDA)
+    assert all(p.device.type == "cuda" for p in model.parameters())
+    peak = torch.cuda.max_memory_allocated() - before
+    rest = sum(p.numel() * p.element_size() for n, p in model.named_parameters()
+               if ".weight" not in n or not n.startswith("h."))  # embeddings, norms, biases
+    assert peak < rest + 1.5 * linear, (peak, rest, 4 * linear)  # int8 + a layer's copy
+
+
+@pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is None,
+                    reason="needs bitsandbytes (pip install tui-ft[bnb])")
 def test_8bit_adamw_trains_as_adamw_does(tmp_path):
     eight, vals8 = _run(tmp_path, "adam8", optim="adamw_bnb_8bit")
     full, vals = _run(tmp_path, "adam32")

@@ -116,16 +116,20 @@ def is_quantized(model: nn.Module) -> bool:
     return any(isinstance(m, Int8Linear) for m in model.modules())
 
 
-def bnb_int8_base(model: nn.Module) -> nn.Module:
+def bnb_int8_base(model: nn.Module, device: torch.device | str | None = None) -> nn.Module:
     """The blocks' Linear layers as bitsandbytes' Linear8bitLt (LLM.int8(): int8
     weights, outliers in 16 bits), frozen, in place: the base of a LoRA run in about
     a quarter of its fp32 memory (Hugging Face's load_in_8bit). On CUDA, and on the
     CPU with a recent bitsandbytes (model/bnb.py checks which); adapters are added on
-    top afterwards (lora.add_lora), in full precision."""
+    top afterwards (lora.add_lora), in full precision.
+
+    `device`: where the model trains, when it was loaded on the CPU. Each layer is then
+    quantized on its way there and the rest follows, so the device never holds the
+    fp32 base (for gpt2-xl, 6 GB that an 8 GB card could not take even for a moment)."""
     from . import bnb as bnb_support
     from .lora import move_adapter
 
-    device = next(model.parameters()).device
+    device = torch.device(device) if device is not None else next(model.parameters()).device
     bnb = bnb_support.require("int8", device)
     with torch.no_grad():
         for parent in model.h.modules():
@@ -134,5 +138,13 @@ def bnb_int8_base(model: nn.Module) -> nn.Module:
                     continue  # the adapters' own layers stay in full precision
                 q = bnb_support.int8_linear(bnb, child, device)
                 move_adapter(child, q)  # a resumed LoRA run's adapter comes along
-                setattr(parent, name, q)
+                setattr(parent, name, q)  # the fp32 layer goes as the int8 one comes
+        # The rest: embeddings, norms, a resumed adapter. The int8 layers are there.
+        for module in model.modules():
+            if isinstance(module, bnb.nn.Linear8bitLt):
+                continue
+            for p in module.parameters(recurse=False):
+                p.data = p.data.to(device)
+            for key, buffer in module.named_buffers(recurse=False):
+                module._buffers[key] = buffer.to(device)
     return model

@@ -190,12 +190,15 @@ class Trainer:
             if problems:
                 raise TrainingError("distributed: fsdp: " + "; ".join(p.reason
                                                                        for p in problems))
-        model, info = load_model(source, device=torch.device("cpu") if fsdp else device,
-                                 runs=self.model_runs)
+        # An int8 LoRA base likewise: its layers are quantized on their way to the
+        # device, which never holds the fp32 base (quant.bnb_int8_base).
+        on_cpu_first = fsdp or (c.load_in_8bit and c.lora_r)
+        model, info = load_model(source, device=torch.device("cpu") if on_cpu_first
+                                 else device, runs=self.model_runs)
         if c.gradient_checkpointing:
             model.config = replace(model.config, activation_checkpointing=True)
         set_dropout(model, c.dropout)
-        lora = self._lora(model) if c.lora_r else None
+        lora = self._lora(model, device) if c.lora_r else None
         if world.rank:
             # The same weights on every rank (the same seed above); each rank its own
             # dropout masks from here on. Rank 0 keeps the one-process stream.
@@ -296,7 +299,7 @@ class Trainer:
         self._finish(final)
         return final
 
-    def _lora(self, model) -> dict:
+    def _lora(self, model, device) -> dict:
         """Adapters on the base (frozen), unless the model came with them (a resume
         from a LoRA checkpoint). The base is named so that a checkpoint, which holds
         only the adapter, can load it again: a preset by name, a file by its path."""
@@ -307,7 +310,7 @@ class Trainer:
         if c.load_in_8bit:
             from ..model.quant import bnb_int8_base
 
-            bnb_int8_base(model)
+            bnb_int8_base(model, device)
         if not has_lora(model):
             source = resolve_source(c.model, runs=self.model_runs)
             base = source.text if source.kind == "preset" else str(source.path.resolve())
