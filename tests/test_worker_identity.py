@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tui_ft.runfolder import Run, process_start, worker_alive
+from tui_ft.runfolder import PID_GONE, Run, process_start, worker_alive
 from tui_ft.runs.jobs import stop_run
 
 
@@ -39,6 +39,24 @@ def test_a_recycled_pid_is_no_worker_and_is_never_signalled(tmp_path, bystander)
     run = running_run(tmp_path, pid=bystander.pid, pid_start=start - 1)
     assert not worker_alive(run.read_status())
     assert run.state() == "died"
+    assert stop_run(run, wait=0.5)
+    time.sleep(0.3)
+    assert bystander.poll() is None, "stop_run signalled a process that is not the worker"
+
+
+def test_a_worker_gone_before_its_pid_was_written_is_never_one_again(tmp_path, bystander):
+    """The launcher writes the worker's pid after starting it; a worker that died at
+    once left a pid with no start time to match, which was then trusted for good: the
+    next process to get the number would have been signalled by a stop."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    run = running_run(tmp_path)
+    run.write_status(pid=gone.pid)
+    status = run.read_status()
+    assert status["pid_start"] == PID_GONE
+    # The number goes to another process (here: said so by hand).
+    run.write_status(pid_start=status["pid_start"], pid=bystander.pid)
+    assert not worker_alive(run.read_status()) and run.state() == "died"
     assert stop_run(run, wait=0.5)
     time.sleep(0.3)
     assert bystander.poll() is None, "stop_run signalled a process that is not the worker"

@@ -96,6 +96,11 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+# The pid_start of a pid that had already exited when it was written (a worker that
+# died at once): no process can be it, whatever later gets the number.
+PID_GONE = -1
+
+
 def process_start(pid: int) -> int | None:
     """When process `pid` started (clock ticks since boot, /proc/PID/stat field 22):
     with the pid, it names one process for good, where a pid alone is recycled.
@@ -116,6 +121,8 @@ def worker_alive(status: dict) -> bool:
     if not pid_alive(pid):
         return False
     recorded = status.get("pid_start")
+    if recorded == PID_GONE:
+        return False
     if recorded is None:
         return True  # a run from before pid_start, or a system without /proc
     return process_start(pid) in (recorded, None)
@@ -272,7 +279,7 @@ class Run:
         if "pid" in fields and "pid_start" not in fields:
             # pid_start always names the start of the pid beside it (worker_alive).
             pid = fields["pid"]
-            fields["pid_start"] = process_start(pid) if pid_alive(pid) else None
+            fields["pid_start"] = process_start(pid) if pid_alive(pid) else PID_GONE
         with FileLock(self.path / ".status.lock"):
             status = self.read_status()
             status.update(fields)
