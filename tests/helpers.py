@@ -67,6 +67,15 @@ def word_task_config(tmp_path, name: str, *, n_train: int = 8, **overrides) -> d
     return data
 
 
+def sigint_as_at_a_terminal() -> None:
+    """preexec_fn for a child that a test stops with SIGINT: a test runner started in
+    the background (`pytest &`, a CI step) hands its children SIGINT ignored, and the
+    child would never see the Ctrl-C."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def wait_for(predicate, timeout: float = 120.0, interval: float = 0.1, what: str = ""):
     """Poll `predicate` until it returns something true (returned), else fail."""
     deadline = time.monotonic() + timeout

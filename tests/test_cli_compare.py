@@ -24,7 +24,7 @@ from tui_ft.runfolder import Run
 from tui_ft.runs.jobs import prepare_run
 from tui_ft.runs.worker import run_in_process
 
-from helpers import word_task_config, word_task_files
+from helpers import sigint_as_at_a_terminal, word_task_config, word_task_files
 
 NAMES = ("alphamodel", "betamodel")
 CONTRACT = {"comparison", "by", "pairs", "verdicts", "remaining", "decisive", "ties",
@@ -199,7 +199,7 @@ def test_ctrl_c_stops_the_judge_and_the_same_command_goes_on(tmp_path):
         env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
         proc = subprocess.Popen([sys.executable, "-m", "tui_ft.cli", *args, "--base-url",
                                  server.url], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, env=env)
+                                text=True, env=env, preexec_fn=sigint_as_at_a_terminal)
         deadline = time.monotonic() + 30
         while server.sent() < 3 and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -17,7 +17,7 @@ import torch
 from tui_ft.model.weights import load_model
 from tui_ft.runfolder import Run
 
-from helpers import wait_for, word_task_config
+from helpers import sigint_as_at_a_terminal, wait_for, word_task_config
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +38,7 @@ class Train:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tui_ft.cli", *args], stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+            preexec_fn=sigint_as_at_a_terminal)
         self.err = []
         self.reader = threading.Thread(target=lambda: self.err.extend(self.proc.stderr),
                                        daemon=True)

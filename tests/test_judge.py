@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from helpers import sigint_as_at_a_terminal
 from judge_server import JudgeServer, Reply
 from tui_ft.grade.imported import import_answers
 from tui_ft.grade.judge import (JudgeError, JudgeSettings, judge_run, load_prompt,
@@ -258,7 +259,8 @@ def test_ctrl_c_stops_cleanly_and_keeps_what_is_judged(tmp_path):
         proc = subprocess.Popen([sys.executable, "-m", "tui_ft.cli", "judge", str(run.path),
                                  "--base-url", server.url, "--model", "m", "--json",
                                  "--concurrency", "1"], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=env)
+                                stderr=subprocess.PIPE, text=True, env=env,
+                                preexec_fn=sigint_as_at_a_terminal)
         deadline = time.monotonic() + 30
         while server.sent() < 3 and time.monotonic() < deadline:
             time.sleep(0.05)
